@@ -1,0 +1,143 @@
+# vbdfs - userspace Xen block backend with a FUSE view of every disk.
+#
+#   make              build every program into $(BUILD)/
+#   make check        build and run the whole test suite with prove
+#   make asan         the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo         the main job: serve a demo disk on the simulated hypervisor
+#   make deps         install missing Debian packages (apt-get); no-op otherwise
+#   make install      PREFIX=/usr/local DESTDIR= ; programs and man pages
+#   make clean        remove every build output
+#
+# Layers (each directory is one, with a header as its contract):
+#   util/ <- formats/ <- blkback/ <- fusefs/
+# Every .c in a layer (and its subdirectories) goes into that layer's
+# library, except the program entry points listed in MAINS.
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+
+# Debian package providing each pkg-config module, for the error message.
+PKGS := fuse3:libfuse3-dev xenstore:libxen-dev xengnttab:libxen-dev \
+        xenevtchn:libxen-dev zlib:zlib1g-dev
+
+# The README's commands (make check, make demo) install what is missing
+# themselves: util/deps.sh is a no-op when everything is present.
+ifneq ($(filter check asan demo xen-check,$(MAKECMDGOALS)),)
+DEPS_STATUS := $(shell util/deps.sh >&2 || echo failed)
+ifneq ($(DEPS_STATUS),)
+$(error could not install the build dependencies (util/deps.sh failed))
+endif
+endif
+
+ifeq ($(filter clean deps,$(MAKECMDGOALS)),)
+PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(firstword $(subst :, ,$(p))) && echo y),,$(lastword $(subst :, ,$(p)))))
+ifneq ($(strip $(PKG_MISSING)),)
+$(error missing build dependencies; install the Debian package(s): $(sort $(PKG_MISSING)) (or run 'make deps'))
+endif
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags fuse3 xenstore xengnttab xenevtchn zlib)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs fuse3 xenstore xengnttab xenevtchn zlib)
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN_FLAGS) -I. -D_GNU_SOURCE \
+             -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 $(PKG_CFLAGS) -MMD -MP
+LDLIBS   = $(PKG_LIBS) -lpthread
+
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+LAYERS := util formats blkback fusefs
+
+# program name : its main source file
+MAINS := vbd-img:formats/vbd-img.c vbdctl:blkback/vbdctl.c \
+         vbd-front:blkback/vbd-front.c vbdfs:fusefs/vbdfs.c
+MAIN_SRCS := $(foreach m,$(MAINS),$(lastword $(subst :, ,$(m))))
+PROGS := $(foreach m,$(MAINS),$(if $(wildcard $(lastword $(subst :, ,$(m)))),$(firstword $(subst :, ,$(m)))))
+
+layer_srcs = $(filter-out $(MAIN_SRCS),$(wildcard $(1)/*.c $(1)/*/*.c))
+LIBS := $(foreach l,$(LAYERS),$(if $(call layer_srcs,$(l)),$(BUILD)/lib$(l).a))
+# Link order: the highest layer first.
+LINK_LIBS := $(foreach l,fusefs blkback formats util,$(filter $(BUILD)/lib$(l).a,$(LIBS)))
+
+TEST_CSRCS := $(wildcard t/*.c)
+TEST_CBINS := $(patsubst t/%.c,$(BUILD)/t/%.t,$(TEST_CSRCS))
+TEST_SH    := $(wildcard t/*.t)
+# Helper programs for tests (fuzz replayers, fault shims...) live in t/helpers/.
+TEST_HELPER_SRCS := $(wildcard t/helpers/*.c)
+TEST_HELPERS := $(patsubst t/helpers/%.c,$(BUILD)/t/helpers/%,$(TEST_HELPER_SRCS))
+
+MAN_PAGES := $(wildcard man/*.[1-8])
+
+.SECONDARY:
+.PHONY: all check asan demo deps install uninstall clean tests fuzz xen-check
+
+all: $(addprefix $(BUILD)/,$(PROGS))
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+define layer_rule
+$(BUILD)/lib$(1).a: $(patsubst %.c,$(BUILD)/%.o,$(call layer_srcs,$(1)))
+	@rm -f $$@
+	$(AR) rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
+
+define prog_rule
+$(BUILD)/$(firstword $(subst :, ,$(1))): $(BUILD)/$(patsubst %.c,%.o,$(lastword $(subst :, ,$(1)))) $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $$@ $$< $(LINK_LIBS) $(LDLIBS)
+endef
+$(foreach m,$(MAINS),$(eval $(call prog_rule,$(m))))
+
+$(BUILD)/t/%.t: $(BUILD)/t/%.o $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+$(BUILD)/t/helpers/%: $(BUILD)/t/helpers/%.o $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+$(BUILD)/t/helpers/%.so: t/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -fPIC -o $@ $< -ldl
+
+tests: all $(TEST_CBINS) $(TEST_HELPERS)
+
+# TESTS=... runs a subset, e.g. make check TESTS=t/010-hist.t
+TESTS ?= $(sort $(addprefix ./,$(TEST_SH) $(TEST_CBINS)))
+PROVE_FLAGS ?=
+check: tests
+	VBDFS_BUILD=$(abspath $(BUILD)) VBDFS_SRC=$(CURDIR) \
+	    prove --exec '' $(PROVE_FLAGS) $(TESTS)
+
+asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 check
+
+demo: deps all
+	t/demo.sh
+
+deps:
+	@util/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	for p in $(PROGS); do \
+	    case $$p in vbdfs|vbdctl) d=sbin ;; *) d=bin ;; esac; \
+	    install -m 755 $(BUILD)/$$p $(DESTDIR)$(PREFIX)/$$d/$$p; done
+	for m in $(MAN_PAGES); do \
+	    s=$${m##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
+	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+uninstall:
+	for p in $(PROGS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p $(DESTDIR)$(PREFIX)/bin/$$p; done
+	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m#man/}; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

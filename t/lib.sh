@@ -1,0 +1,116 @@
+# t/lib.sh - shared helpers for vbdfs' shell end-to-end tests (TAP).
+#
+#   . "$(dirname "$0")/lib.sh"
+#   plan 3
+#   ok "description" command args...     # passes if the command exits 0
+#   is "$got" "$want" "description"
+#   skip_all "why"                        # the whole test, before plan
+#   done_testing
+#
+# Every test gets a private scratch directory $T (removed at exit) and the
+# programs under test as $VBD_IMG, $VBDFS, $VBDCTL, $VBD_FRONT.  cleanup
+# commands registered with at_exit run in reverse order, even on failure.
+
+set -u
+VBDFS_SRC=${VBDFS_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+VBDFS_BUILD=${VBDFS_BUILD:-$VBDFS_SRC/build}
+VBD_IMG=$VBDFS_BUILD/vbd-img
+VBDFS=$VBDFS_BUILD/vbdfs
+VBDCTL=$VBDFS_BUILD/vbdctl
+VBD_FRONT=$VBDFS_BUILD/vbd-front
+export VBDFS_SRC VBDFS_BUILD
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/vbdfs-test.XXXXXX")
+_tap_n=0
+_tap_failed=0
+_tap_plan=
+_at_exit=""
+
+at_exit() { _at_exit="$*; $_at_exit"; }
+
+_tap_cleanup() {
+    eval "$_at_exit" >/dev/null 2>&1
+    rm -rf "$T"
+}
+trap '_tap_cleanup' EXIT
+trap 'exit 130' INT TERM
+
+plan() { _tap_plan=$1; echo "1..$1"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+diag() { echo "# $*" >&2; }
+bail_out() { echo "Bail out! $*"; exit 255; }
+
+_result() {
+    _tap_n=$((_tap_n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $_tap_n - $2"
+    else
+        echo "not ok $_tap_n - $2"
+        _tap_failed=$((_tap_failed + 1))
+    fi
+}
+
+# ok "name" cmd...   : pass if cmd exits 0; its output goes to $T/last.out
+ok() {
+    _name=$1; shift
+    if "$@" >"$T/last.out" 2>&1; then _result 0 "$_name"
+    else
+        _rc=$?
+        _result 1 "$_name"
+        diag "command failed (exit $_rc): $*"
+        sed 's/^/#   /' "$T/last.out" | head -n 20 >&2
+    fi
+}
+
+# fails "name" cmd... : pass if cmd exits non-zero
+fails() {
+    _name=$1; shift
+    if "$@" >"$T/last.out" 2>&1; then
+        _result 1 "$_name"; diag "command unexpectedly succeeded: $*"
+    else _result 0 "$_name"; fi
+}
+
+is() {
+    if [ "$1" = "$2" ]; then _result 0 "$3"
+    else
+        _result 1 "$3"
+        diag "     got: '$1'"
+        diag "expected: '$2'"
+    fi
+}
+
+# like "$got" "regex" "name"
+like() {
+    if printf '%s\n' "$1" | grep -Eq -- "$2"; then _result 0 "$3"
+    else _result 1 "$3"; diag "'$1' does not match /$2/"; fi
+}
+
+skip() { _n=$1; shift; while [ "$_n" -gt 0 ]; do _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # skip $*"; _n=$((_n - 1)); done; }
+
+done_testing() {
+    [ -n "$_tap_plan" ] || echo "1..$_tap_n"
+    if [ -n "$_tap_plan" ] && [ "$_tap_plan" != "$_tap_n" ]; then
+        diag "planned $_tap_plan tests but ran $_tap_n"; exit 1
+    fi
+    [ "$_tap_failed" = 0 ]
+}
+
+# need_root, need_fuse, need_cmd: skip the whole test with a reason.
+need_root() { [ "$(id -u)" = 0 ] || skip_all "needs root ($*)"; }
+need_fuse() {
+    [ -c /dev/fuse ] || skip_all "needs /dev/fuse for a real FUSE mount"
+    command -v fusermount3 >/dev/null || skip_all "needs fusermount3 (Debian package fuse3)"
+}
+need_cmd() { command -v "$1" >/dev/null 2>&1 || skip_all "needs $1${2:+ (Debian package $2)}"; }
+
+# wait_for SECONDS cmd... : poll until cmd succeeds; non-zero on timeout
+wait_for() {
+    _secs=$1; shift
+    _i=0
+    while [ "$_i" -lt $((_secs * 20)) ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+    return 1
+}

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Install every build and test dependency of vbdfs that is missing, with apt-get.
+# Does nothing (and needs no network) when everything is already present.
+# Usage: util/deps.sh [--check]   (--check only lists what is missing; exit 1 if any)
+set -eu
+
+# Debian package : a file that proves it is installed.
+NEEDS="
+gcc:/usr/bin/gcc
+make:/usr/bin/make
+pkg-config:/usr/bin/pkg-config
+libfuse3-dev:/usr/include/fuse3/fuse.h
+fuse3:/usr/bin/fusermount3
+libxen-dev:/usr/include/xenstore.h
+xenstore-utils:/usr/bin/xenstore-ls
+zlib1g-dev:/usr/include/zlib.h
+qemu-utils:/usr/bin/qemu-img
+perl:/usr/bin/prove
+sysstat:/usr/bin/iostat
+e2fsprogs:/sbin/mkfs.ext4
+util-linux:/sbin/losetup
+"
+
+missing=""
+for entry in $NEEDS; do
+    pkg=${entry%%:*}
+    file=${entry#*:}
+    [ -e "$file" ] || missing="$missing $pkg"
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+    echo "missing packages:$missing" >&2
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "vbdfs: missing Debian packages:$missing" >&2
+    echo "vbdfs: run as root, or: sudo apt-get install$missing" >&2
+    exit 1
+fi
+echo "vbdfs: installing missing packages:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# An old or absent package list makes apt-get install fail; refresh it once.
+apt-get update -qq >/dev/null 2>&1 || apt-get update
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
