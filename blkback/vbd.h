@@ -44,4 +44,20 @@ struct trace *vbd_trace(struct vbd *v);
  * "key: value" lines, or as one JSON object.  Returns the length. */
 size_t vbd_format_info(struct vbd *v, char *buf, size_t len, bool json);
 
+
+/* ---- Engine side: creating and publishing devices ---- */
+
+/* A new device around an open image (the vbd takes ownership of img and
+ * closes it when the last reference goes).  Starts with one reference. */
+struct vbd *vbd_create(uint16_t domid, uint32_t devid, struct img *img, bool readonly);
+void vbd_set_vdev(struct vbd *v, const char *vdev);
+void vbd_set_domain_name(struct vbd *v, const char *name);
+/* Who formats the info file (xenbus.c: state, features...). */
+typedef size_t (*vbd_info_fn)(void *arg, char *buf, size_t len, bool json);
+void vbd_set_info_fn(struct vbd *v, vbd_info_fn fn, void *arg);
+/* Make the device visible to vbd_list()/vbd_find() and listeners, or
+ * remove it (the caller's reference stays valid). */
+void vbd_register(struct vbd *v);
+void vbd_unregister(struct vbd *v);
+
 #endif
