@@ -19,6 +19,7 @@ perl:/usr/bin/prove
 sysstat:/usr/bin/iostat
 e2fsprogs:/sbin/mkfs.ext4
 util-linux:/sbin/losetup
+groff-base:/usr/bin/groff
 "
 
 missing=""
