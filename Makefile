@@ -51,6 +51,10 @@ LDLIBS   = $(PKG_LIBS) -lpthread
 ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
+ifeq ($(SANITIZE),fuzz)
+SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+endif
 
 LAYERS := util formats blkback fusefs
 
@@ -75,7 +79,7 @@ TEST_HELPERS := $(patsubst t/helpers/%.c,$(BUILD)/t/helpers/%,$(TEST_HELPER_SRCS
 MAN_PAGES := $(wildcard man/*.[1-8])
 
 .SECONDARY:
-.PHONY: all check asan demo deps install uninstall clean tests fuzz xen-check
+.PHONY: all check asan demo deps install uninstall clean tests fuzz fuzz-bins xen-check
 
 all: $(addprefix $(BUILD)/,$(PROGS))
 
@@ -106,7 +110,35 @@ $(BUILD)/t/helpers/%.so: t/helpers/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared -fPIC -o $@ $< -ldl
 
-tests: all $(TEST_CBINS) $(TEST_HELPERS)
+# Fuzz targets t/fuzz/fuzz_*.c: replay programs for make check (linked with
+# t/fuzz/replay.c), libFuzzer programs for make fuzz (clang).
+FUZZ_SRCS   := $(wildcard t/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(patsubst t/fuzz/%.c,$(BUILD)/t/fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SANITIZE),fuzz)
+$(BUILD)/t/fuzz/%: $(BUILD)/t/fuzz/%.o $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LINK_LIBS) $(LDLIBS)
+else
+$(BUILD)/t/fuzz/%: $(BUILD)/t/fuzz/%.o $(BUILD)/t/fuzz/replay.o $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+endif
+
+fuzz-bins: $(FUZZ_REPLAY)
+
+# make fuzz [FUZZ_SECONDS=N]: each target for N seconds; new corpus entries
+# go to build-fuzz/corpus/<target>, crashes to build-fuzz/crash-*.
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
+	set -e; for f in $(notdir $(FUZZ_REPLAY)); do \
+	    mkdir -p build-fuzz/corpus/$$f; \
+	    echo "== $$f for $(FUZZ_SECONDS) s"; \
+	    build-fuzz/t/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/crash-$$f- \
+	        build-fuzz/corpus/$$f t/fuzz/corpus/$$f; \
+	done
+
+tests: all $(TEST_CBINS) $(TEST_HELPERS) $(FUZZ_REPLAY)
 
 # TESTS=... runs a subset, e.g. make check TESTS=t/010-hist.t
 TESTS ?= $(sort $(addprefix ./,$(TEST_SH) $(TEST_CBINS)))
