@@ -138,7 +138,15 @@ fuzz:
 	        build-fuzz/corpus/$$f t/fuzz/corpus/$$f; \
 	done
 
-tests: all $(TEST_CBINS) $(TEST_HELPERS) $(FUZZ_REPLAY)
+# LD_PRELOAD shims for fault injection (t/shim/*.c), built without the
+# large-file renames so they can define both pread and pread64.
+SHIM_SRCS := $(wildcard t/shim/*.c)
+SHIMS := $(patsubst t/shim/%.c,$(BUILD)/t/shim/%.so,$(SHIM_SRCS))
+$(BUILD)/t/shim/%.so: t/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -g $(WARN) -o $@ $< -ldl
+
+tests: all $(TEST_CBINS) $(TEST_HELPERS) $(FUZZ_REPLAY) $(SHIMS)
 
 # TESTS=... runs a subset, e.g. make check TESTS=t/010-hist.t
 TESTS ?= $(sort $(addprefix ./,$(TEST_SH) $(TEST_CBINS)))
