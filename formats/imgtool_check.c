@@ -1,0 +1,146 @@
+/* imgtool_check.c - `vbd-img check`: metadata consistency, like qemu-img check. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "imgtool.h"
+
+/* Exit codes of qemu-img check, which scripts already know. */
+#define CHECK_CLEAN   0
+#define CHECK_ERROR   1   /* could not open or could not complete the check */
+#define CHECK_CORRUPT 2
+#define CHECK_LEAKS   3
+
+static void check_help(void)
+{
+	printf("Usage: %s check [--json] [-r leaks] [-f FMT] FILE\n\n"
+	       "Check the image's metadata: every reference count must match the\n"
+	       "references to its cluster (qcow2).  raw and qcow images have no\n"
+	       "such metadata and are always clean.\n\n"
+	       "  -f FMT         raw, qcow2 or qcow; probed if absent (not with -r)\n"
+	       "  -r leaks       free leaked clusters (opens the image read-write;\n"
+	       "                 needs -f); corruptions are only reported\n"
+	       "  --json         one JSON object, fields as qemu-img check --output=json\n"
+	       "  -h, --help     this help\n\n"
+	       "Exit status (as qemu-img check): 0 no problems, 1 the check could not\n"
+	       "be done (open or I/O error), 2 corruptions found, 3 only leaked\n"
+	       "clusters found (wasted space, no harm to data).\n", TOOL_NAME);
+}
+
+static void print_human(const struct img_check_result *res, uint64_t fixed)
+{
+	if (fixed)
+		printf("The following inconsistencies were found and repaired:\n\n"
+		       "    %" PRIu64 " leaked clusters\n    0 corruptions\n\n"
+		       "Double checking the fixed image now...\n", fixed);
+	if (res->corruptions)
+		printf("\n%" PRIu64 " errors were found on the image.\n"
+		       "Data may be corrupted, or further writes to the image may corrupt it.\n",
+		       res->corruptions);
+	if (res->leaks)
+		printf("\n%" PRIu64 " leaked clusters were found on the image.\n"
+		       "This means waste of disk space, but no harm to data.\n", res->leaks);
+	if (res->check_errors)
+		printf("\n%" PRIu64 " internal errors have occurred during the check.\n",
+		       res->check_errors);
+	if (!res->corruptions && !res->leaks && !res->check_errors)
+		printf("No errors were found on the image.\n");
+	if (res->total_clusters)
+		printf("%" PRIu64 "/%" PRIu64 " = %.2f%% allocated\n", res->allocated_clusters,
+		       res->total_clusters,
+		       100.0 * (double)res->allocated_clusters / (double)res->total_clusters);
+}
+
+static void print_json(const char *path, const char *format,
+		       const struct img_check_result *res, uint64_t fixed)
+{
+	printf("{\n    \"filename\": ");
+	json_string(stdout, path);
+	printf(",\n    \"format\": ");
+	json_string(stdout, format);
+	printf(",\n    \"check-errors\": %" PRIu64, res->check_errors);
+	printf(",\n    \"corruptions\": %" PRIu64, res->corruptions);
+	printf(",\n    \"leaks\": %" PRIu64, res->leaks);
+	printf(",\n    \"leaks-fixed\": %" PRIu64, fixed);
+	printf(",\n    \"allocated-clusters\": %" PRIu64, res->allocated_clusters);
+	printf(",\n    \"total-clusters\": %" PRIu64 "\n}\n", res->total_clusters);
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "output", required_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *fmt = NULL;
+	bool json = false, fix = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+f:r:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'r':
+			if (strcmp(optarg, "leaks"))
+				return usage_err("check", "-r supports only 'leaks' (corruptions "
+						 "are reported, not repaired)");
+			fix = true;
+			break;
+		case 'j': json = true; break;
+		case 'O':
+			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
+				return usage_err("check", "--output must be json or human");
+			json = !strcmp(optarg, "json");
+			break;
+		case 'h': check_help(); return CHECK_CLEAN;
+		default: return usage_err("check", "bad option"), CHECK_ERROR;
+		}
+	}
+	if (optind != argc - 1)
+		return usage_err("check", optind >= argc ? "missing FILE" : "too many arguments"),
+		       CHECK_ERROR;
+	if (fmt && !format_known(fmt))
+		return usage_err("check", "unknown format '%s' (raw, qcow2 or qcow)", fmt),
+		       CHECK_ERROR;
+	if (fix && !fmt)
+		return usage_err("check", "-r leaks writes to the image: give its format "
+				 "with -f (formats are never guessed for writing)"), CHECK_ERROR;
+
+	const char *path = argv[optind];
+	struct img *img;
+	unsigned flags = IMG_NOBACKING | (fix ? 0 : IMG_RDONLY);
+	if (tool_open(path, fmt, flags, &img) < 0)
+		return CHECK_ERROR;
+
+	struct img_info in;
+	struct img_check_result res;
+	uint64_t fixed = 0;
+	img_get_info(img, &in);
+	memset(&res, 0, sizeof(res));
+	int r = img_check(img, fix, &res);
+	if (r == 0 && fix && res.leaks_fixed) {
+		/* report the state after the repair, as qemu-img does */
+		fixed = res.leaks_fixed;
+		memset(&res, 0, sizeof(res));
+		r = img_check(img, false, &res);
+	}
+	if (r < 0) {
+		tool_err("%s: the check could not be completed: %s", path, strerror(-r));
+		img_close(img);
+		return CHECK_ERROR;
+	}
+	if (json)
+		print_json(path, in.format, &res, fixed);
+	else
+		print_human(&res, fixed);
+	img_close(img);
+	if (res.check_errors)
+		return CHECK_ERROR;
+	if (res.corruptions)
+		return CHECK_CORRUPT;
+	if (res.leaks)
+		return CHECK_LEAKS;
+	return CHECK_CLEAN;
+}
