@@ -17,6 +17,7 @@ zlib1g-dev:/usr/include/zlib.h
 qemu-utils:/usr/bin/qemu-img
 perl:/usr/bin/prove
 sysstat:/usr/bin/iostat
+jq:/usr/bin/jq
 e2fsprogs:/sbin/mkfs.ext4
 util-linux:/sbin/losetup
 groff-base:/usr/bin/groff
