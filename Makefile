@@ -76,6 +76,10 @@ TEST_SH    := $(wildcard t/*.t)
 TEST_HELPER_SRCS := $(wildcard t/helpers/*.c)
 TEST_HELPERS := $(patsubst t/helpers/%.c,$(BUILD)/t/helpers/%,$(TEST_HELPER_SRCS))
 
+# Lab-only programs (t/xen/*.c), run inside the xenlab's dom0 by make xen-check.
+XEN_LAB_SRCS := $(wildcard t/xen/*.c)
+XEN_LAB_BINS := $(patsubst t/xen/%.c,$(BUILD)/t/xen/%,$(XEN_LAB_SRCS))
+
 MAN_PAGES := $(wildcard man/*.[1-8])
 
 .SECONDARY:
@@ -104,6 +108,9 @@ $(BUILD)/t/%.t: $(BUILD)/t/%.o $(LINK_LIBS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 $(BUILD)/t/helpers/%: $(BUILD)/t/helpers/%.o $(LINK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+$(BUILD)/t/xen/%: $(BUILD)/t/xen/%.o $(LINK_LIBS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 $(BUILD)/t/helpers/%.so: t/helpers/%.c
@@ -146,7 +153,7 @@ $(BUILD)/t/shim/%.so: t/shim/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -g $(WARN) -o $@ $< -ldl
 
-tests: all $(TEST_CBINS) $(TEST_HELPERS) $(FUZZ_REPLAY) $(SHIMS)
+tests: all $(TEST_CBINS) $(TEST_HELPERS) $(FUZZ_REPLAY) $(SHIMS) $(XEN_LAB_BINS)
 
 # TESTS=... runs a subset, e.g. make check TESTS=t/010-hist.t
 TESTS ?= $(sort $(addprefix ./,$(TEST_SH) $(TEST_CBINS)))
@@ -163,6 +170,12 @@ demo: deps all
 
 deps:
 	@util/deps.sh
+
+# vbdfs on real Xen: boots the xenlab (Xen 4.17 + Linux PV dom0/domUs under
+# QEMU) with our programs and t/xen/hook.sh; passes only if every check
+# passes; prints SKIP and succeeds if the lab itself cannot boot.
+xen-check: tests
+	VBDFS_BUILD=$(abspath $(BUILD)) t/xen/xen-check.sh $(XEN_CHECK_FLAGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
