@@ -31,6 +31,7 @@
 /* Every format this build knows.  Adding a driver is one line here. */
 static const struct img_driver *const drivers[] = {
 	&raw_driver,
+	&qcow_driver,
 	// &qcow2_driver, (lands next)
 };
 
