@@ -5,7 +5,9 @@
 #   make asan         the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo         the main job: serve a demo disk on the simulated hypervisor
 #   make deps         install missing Debian packages (apt-get); no-op otherwise
-#   make install      PREFIX=/usr/local DESTDIR= ; programs and man pages
+#   make install      PREFIX=/usr/local DESTDIR= ; programs, man pages,
+#                     vbdfs-hotplug (xl) and vbdfs.service (systemd)
+#   make xen-check    vbdfs on real Xen in the xenlab (QEMU); SKIP without it
 #   make clean        remove every build output
 #
 # Layers (each directory is one, with a header as its contract):
@@ -15,6 +17,10 @@
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
+# Xen's hotplug script directory (vbdfs-hotplug is copied there if it
+# exists, so xl configs can say script=vbdfs-hotplug) and systemd's.
+XEN_SCRIPT_DIR   ?= /etc/xen/scripts
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR  ?=
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
@@ -185,10 +191,18 @@ install: all
 	for m in $(MAN_PAGES); do \
 	    s=$${m##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
 	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -d $(DESTDIR)$(PREFIX)/libexec/vbdfs $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	install -m 755 util/vbdfs-hotplug $(DESTDIR)$(PREFIX)/libexec/vbdfs/vbdfs-hotplug
+	if [ -d $(DESTDIR)$(XEN_SCRIPT_DIR) ]; then \
+	    install -m 755 util/vbdfs-hotplug $(DESTDIR)$(XEN_SCRIPT_DIR)/vbdfs-hotplug; fi
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' util/vbdfs.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/vbdfs.service
+	chmod 644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/vbdfs.service
 
 uninstall:
 	for p in $(PROGS); do rm -f $(DESTDIR)$(PREFIX)/sbin/$$p $(DESTDIR)$(PREFIX)/bin/$$p; done
 	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m#man/}; done
+	rm -f $(DESTDIR)$(PREFIX)/libexec/vbdfs/vbdfs-hotplug $(DESTDIR)$(XEN_SCRIPT_DIR)/vbdfs-hotplug \
+	    $(DESTDIR)$(SYSTEMD_UNIT_DIR)/vbdfs.service
 
 clean:
 	rm -rf build build-asan build-fuzz

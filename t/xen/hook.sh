@@ -14,12 +14,15 @@
 #   hv      transport unit test (t/460-hv-xen.c) in dom0
 #   probe   hvprobe (t/xen/hvprobe.c) serves a real blkfront through
 #           hv_xen.c: grant copy on a 1-page ring, grant map on a 4-page ring
+#   hotplug util/vbdfs-hotplug run by libxl (the lab's stand-in control
+#           plane plays vbdfs): FORMAT:PATH targets pass through xl, a
+#           missing image fails xl block-attach with our message
 
 VL=/var/log/vbdfs
 mkdir -p $VL
 VB=/usr/local/bin
 SECTIONS=$(cat /etc/vbdfs-lab/sections 2>/dev/null)
-SECTIONS=${SECTIONS:-hv probe}
+SECTIONS=${SECTIONS:-hv probe hotplug}
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # The lab's mkdomcfg with our knobs: VBDFS_KARGS (more domU kernel args),
@@ -90,6 +93,34 @@ if section probe; then
     probe_domu vbdfs-probe-map "--map --ring-order 2"
     grep -q 'ring 4 page' $VL/vbdfs-probe-map.log && vr probe-map-4pages PASS || vr probe-map-4pages FAIL
     VBDFS_KARGS=
+fi
+
+# ------------------------------------------------------------------ hotplug
+if section hotplug; then
+    say "vbdfs: vbdfs-hotplug under xl (control plane: the lab's fake backend loop)"
+    HP=/etc/xen/scripts/vbdfs-hotplug
+    rm -f /tmp/hpfake.stop
+    fake_backend_loop vbd /tmp/hpfake.stop &
+    fbpid=$!
+    dd if=/dev/zero of=/var/lib/xenlab/hp.qcow2 bs=1M count=1 2>/dev/null
+    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio.gz
+    mkdomcfg vbdfs-hp "'format=raw,vdev=xvda,access=rw,backendtype=phy,script=vbdfs-hotplug,target=qcow2:/var/lib/xenlab/hp.qcow2'" "" > /etc/xenlab/vbdfs-hp.cfg
+    if xl create /etc/xenlab/vbdfs-hp.cfg > $VL/hp-create.out 2>&1; then vr hotplug-xl-create PASS
+    else vr hotplug-xl-create FAIL "$(tail -3 $VL/hp-create.out | tr '\n' ' ')"; fi
+    d=$(xl domid vbdfs-hp 2>/dev/null)
+    be=/local/domain/0/backend/vbd/$d/51712
+    vcheck hotplug-params-format-prefix test "$(xenstore-read $be/params 2>/dev/null)" = qcow2:/var/lib/xenlab/hp.qcow2
+    vcheck hotplug-status-connected test "$(xenstore-read $be/hotplug-status 2>/dev/null)" = connected
+    if xl block-attach vbdfs-hp 'format=raw,vdev=xvdb,access=rw,backendtype=phy,script=vbdfs-hotplug,target=raw:/var/lib/xenlab/missing.img' > $VL/hp-attach.out 2>&1; then
+        vr hotplug-missing-image-refused FAIL "xl block-attach succeeded"
+    else
+        vr hotplug-missing-image-refused PASS "$(grep -m1 -o 'vbdfs-hotplug: .*' $VL/hp-attach.out)"
+    fi
+    sed 's/^/hp-attach| /' $VL/hp-attach.out | tail -5
+    xl destroy vbdfs-hp
+    vcheck hotplug-destroy sh -c "! xl domid vbdfs-hp"
+    touch /tmp/hpfake.stop; wait $fbpid 2>/dev/null
+    VBDFS_RAMDISK=
 fi
 
 vr hook-done PASS
