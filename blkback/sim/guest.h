@@ -21,6 +21,17 @@ struct sim_guest *sim_guest_connect(const char *dir, uint16_t domid, const char 
 				    size_t pages, unsigned nr_grants, char *err, size_t errlen);
 void sim_guest_disconnect(struct sim_guest *g);
 
+/* This domain's own xenstore socket, DIR/xenstored.d/<domid>: point
+ * XENSTORED_PATH at it and the real libxenstore (or xenstore-* tools) talk
+ * to xenstore as this domain.  It exists while the domain is registered. */
+const char *sim_guest_xenstore_path(const struct sim_guest *g);
+/* setenv(XENSTORED_PATH) to that path and xs_open(0): a libxenstore handle
+ * of this domain (NULL and errno on failure).  Changes the environment of
+ * the whole process. */
+struct xs_handle;
+struct xs_handle *sim_guest_xs_open(struct sim_guest *g);
+uint16_t sim_guest_domid(const struct sim_guest *g);
+
 /* Guest memory: page frame n is at sim_guest_page(g, n). */
 void *sim_guest_page(struct sim_guest *g, uint32_t frame);
 size_t sim_guest_nr_pages(const struct sim_guest *g);
@@ -40,5 +51,7 @@ int sim_guest_evtchn_notify(struct sim_guest *g, uint32_t port);
 int sim_guest_evtchn_fd(struct sim_guest *g, uint32_t port);
 /* Consume pending notifications on port; 1 if any were pending. */
 int sim_guest_evtchn_ack(struct sim_guest *g, uint32_t port);
+/* Close a port allocated by sim_guest_evtchn_alloc; 0 or -errno. */
+int sim_guest_evtchn_close(struct sim_guest *g, uint32_t port);
 
 #endif

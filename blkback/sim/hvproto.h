@@ -31,6 +31,7 @@ enum simhv_op {
 	SIMHV_EVTCHN_UNBIND,
 };
 
+#define SIMHV_PAGE_SIZE 4096u
 #define SIMHV_MAX_FDS 3
 #define SIMHV_MAX_PORTS 1024u        /* per domain */
 #define SIMHV_MAX_PAGES (1u << 20)   /* 4 GiB of guest memory */
