@@ -55,12 +55,21 @@ struct xenbus_config {
 	struct hv *hv;                 /* passed to the engine; its self_domid is ours */
 	const char *backend_type;      /* "vbdfs" (NULL = default) or "vbd" */
 	const struct xenbus_engine_ops *engine;
-	unsigned max_queues;           /* multi-queue-max-queues; 0 = online CPUs */
-	unsigned max_ring_order;       /* max-ring-page-order; 0 = ENGINE_MAX_RING_ORDER */
-	unsigned max_indirect_segs;    /* 0 = ENGINE_DEFAULT_INDIRECT */
+	unsigned max_queues;           /* multi-queue-max-queues, 1..ENGINE_MAX_QUEUES */
+	unsigned max_ring_order;       /* max-ring-page-order, 0..ENGINE_MAX_RING_ORDER */
+	unsigned max_indirect_segs;    /* feature-max-indirect-segments; 0 = none */
 	bool no_persistent;            /* do not offer feature-persistent */
 	bool direct_io;                /* open images with IMG_DIRECT */
+	/* Called (on the watcher thread) if the xenstore connection is lost
+	 * and nothing can be served any more; may be NULL. */
+	void (*fatal)(const char *why);
 };
+
+/* Defaults: as many queues as online CPUs (at most ENGINE_MAX_QUEUES),
+ * ring order ENGINE_MAX_RING_ORDER, ENGINE_DEFAULT_INDIRECT segments,
+ * persistent grants offered.  The engine is left for the caller to set
+ * (&xenbus_engine_default, or a fake in tests). */
+void xenbus_config_defaults(struct xenbus_config *cfg);
 
 /* Connect to xenstore, set the watches and start the watcher thread.
  * NULL and a one-line message on failure. */
@@ -87,6 +96,8 @@ const char *xb_state_name(int state);
 
 /* Longest value read from a key the other side controls (rule 20). */
 #define XB_VALUE_MAX 64
+/* Longest backend params value (image path, maybe "FORMAT:" before it). */
+#define XB_PARAMS_MAX 1024
 
 /* Strict unsigned decimal: digits only (no sign, space or suffix), no
  * leading zeros except "0", value <= max.  0 or -EINVAL / -ERANGE. */
