@@ -1,0 +1,131 @@
+/*
+ * engine_priv.h - the request engine's private structures, shared by
+ * engine.c (lifecycle), queue.c (ring intake, completion, threads) and
+ * io.c (running one validated request against the image).
+ *
+ * Per queue (= per ring): one consumer thread takes requests off the ring
+ * in order, validates them and hands them to ENGINE_WORKERS worker threads
+ * that run the image I/O, so requests of one ring are in flight together.
+ * Completions write responses under the queue lock and one of them at a
+ * time publishes and notifies for everything written so far (batching).
+ */
+#ifndef VBDFS_ENGINE_PRIV_H
+#define VBDFS_ENGINE_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine.h"
+#include "pgrant.h"
+#include "request.h"
+#include "ring.h"
+#include "util/log.h"
+#include "util/stats.h"
+
+#define ENGINE_WORKERS 4          /* image I/O threads per queue */
+#define ENGINE_REQS_PER_PAGE 32u  /* rule 5: request pool = 32 x ring pages */
+#define ENGINE_MAX_SEGS ((unsigned)(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGS_PER_INDIRECT_PAGE))
+
+struct eng_queue;
+
+/* One segment's persistent grant, if it has one. */
+struct seg_grant {
+	struct pgrant *pg; /* NULL: move this segment with grant copy */
+	void *addr;        /* the mapped guest page */
+};
+
+/* A request slot: preallocated per ring slot, nothing is malloc'ed per
+ * request. */
+struct blkreq {
+	struct blkif_req wire;        /* the private copy of the ring slot */
+	struct eng_queue *q;
+	const struct blkif_request_segment *seg; /* wire.seg or iseg */
+	unsigned nseg;
+	uint64_t sectors;             /* 512-byte sectors of data (or discarded) */
+	uint64_t start_ns;
+	bool counted;                 /* stats_start() was called */
+	bool inflight;                /* counted in queue->inflight */
+	enum stat_op sop;
+	uint8_t trace_op, trace_flags;
+	char *buf;                    /* bounce buffer: max_segs pages */
+	struct blkif_request_segment *iseg; /* INDIRECT segments, max_segs */
+	struct hv_copy_seg *copy;     /* max_segs */
+	struct seg_grant *grant;      /* max_segs, persistent mode only */
+	unsigned held;                /* grant[0..held) are held */
+	struct blkreq *next;          /* free list / work queue */
+};
+
+struct eng_queue {
+	struct engine *e;
+	unsigned index;
+	void *sring;                  /* mapped ring pages */
+	unsigned ring_pages;
+	struct blk_ring ring;
+	struct hv_evtchn *ch;
+	int ch_fd;
+
+	pthread_mutex_t lock;         /* everything below, and ring responses */
+	pthread_cond_t cond;          /* consumer: a slot was freed / drained */
+	pthread_cond_t work_cond;     /* workers: work queued / exit */
+	bool sync_init;
+	struct blkreq *reqs;
+	unsigned nreqs;
+	struct blkreq *free_list;
+	struct blkreq *work_head, *work_tail;
+	unsigned inflight;            /* handed to workers, not yet answered */
+	bool consumer_waiting;
+	bool pushing;                 /* some thread is publishing responses */
+	bool workers_exit;
+	bool broken;
+
+	char *bounce;                 /* nreqs * max_segs pages, mmap'ed */
+	size_t bounce_bytes;
+	struct blkif_request_segment *iseg_mem;
+	struct hv_copy_seg *copy_mem;
+	struct seg_grant *grant_mem;
+	struct pgrant_cache *pg;      /* persistent mode only */
+
+	unsigned spurious_run;        /* consecutive kicks that found nothing */
+	uint64_t last_purge_ns;
+	bool notify_failed;
+	pthread_t consumer;
+	bool consumer_started;
+	pthread_t worker[ENGINE_WORKERS];
+	unsigned nworkers;
+};
+
+struct engine {
+	struct engine_params p;
+	struct req_limits lim;
+	_Atomic uint64_t sectors;     /* live size, 512-byte sectors */
+	atomic_bool stopping;
+	atomic_bool broken;
+	int stop_fd;                  /* eventfd, readable once stopping */
+	unsigned max_segs;            /* per request: max(11, indirect) */
+	struct ratelimit rl;          /* guest-triggered messages */
+	struct eng_queue q[ENGINE_MAX_QUEUES];
+};
+
+/* queue.c */
+void *queue_consumer_main(void *arg);
+void *queue_worker_main(void *arg);
+
+/* io.c: the image I/O (and guest data movement) of a validated request;
+ * returns its BLKIF_RSP_* status. */
+int16_t io_execute(struct eng_queue *q, struct blkreq *rq);
+/* Read the segments of an INDIRECT request from its indirect pages
+ * (grant copy into the bounce buffer, each entry decoded once). */
+struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq);
+/* Persistent mode: hold the grants of every segment (rule 16). */
+struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq);
+void io_release_grants(struct eng_queue *q, struct blkreq *rq);
+
+static inline void stat_add(struct dev_stats *s, _Atomic uint64_t *field, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add_explicit(field, n, memory_order_relaxed);
+}
+#define STAT_ADD(e, field, n) \
+	stat_add((e)->p.stats, (e)->p.stats ? &(e)->p.stats->field : NULL, (n))
+
+#endif

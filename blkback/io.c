@@ -1,0 +1,236 @@
+/* io.c - run one validated blkif request against the image; see
+ * engine_priv.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "engine_priv.h"
+#include "formats/image.h"
+
+#define SECTOR 512u
+#define DISCARD_CHUNK (1ull << 30) /* bytes per img_discard call */
+
+static struct req_verdict fail(const char *reason)
+{
+	return (struct req_verdict){ .status = BLKIF_RSP_ERROR, .reason = reason };
+}
+
+/* Run a grant copy and check every segment's own status (rule 15). */
+static int copy_segments(struct eng_queue *q, struct hv_copy_seg *segs, unsigned n)
+{
+	struct engine *e = q->e;
+	struct hv *hv = e->p.hv;
+	int r;
+
+	if (!n)
+		return 0;
+	r = hv->ops->grant_copy(hv, e->p.domid, segs, n);
+	STAT_ADD(e, grant_ops, n);
+	for (unsigned i = 0; i < n; i++)
+		if (segs[i].status != 0)
+			return -EIO;
+	return r < 0 ? r : 0;
+}
+
+struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq)
+{
+	unsigned n = rq->wire.nr_segments;
+	unsigned pages = req_indirect_pages(n); /* rule 6: only the grefs in use */
+
+	for (unsigned i = 0; i < pages; i++) {
+		unsigned entries = n - i * (unsigned)BLKIF_SEGS_PER_INDIRECT_PAGE;
+
+		if (entries > BLKIF_SEGS_PER_INDIRECT_PAGE)
+			entries = BLKIF_SEGS_PER_INDIRECT_PAGE;
+		rq->copy[i] = (struct hv_copy_seg){
+			.gref = rq->wire.indirect_grefs[i],
+			.offset = 0,
+			.len = (uint16_t)(entries * sizeof(struct blkif_request_segment)),
+			.local = rq->buf + (size_t)i * HV_PAGE_SIZE,
+			.to_guest = false, /* rule 9: indirect pages are only read */
+			.status = -1,      /* rule 15: failed until proven otherwise */
+		};
+	}
+	if (copy_segments(q, rq->copy, pages) < 0)
+		return fail("cannot read indirect pages");
+	req_decode_indirect(rq->buf, n, rq->iseg);
+	rq->seg = rq->iseg;
+	rq->nseg = n;
+	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
+}
+
+struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
+{
+	struct engine *e = q->e;
+	bool to_guest = req_data_op(&rq->wire) == BLKIF_OP_READ;
+
+	rq->held = 0;
+	for (unsigned i = 0; i < rq->nseg; i++) {
+		struct seg_grant *g = &rq->grant[i];
+		struct pgrant_use use;
+		int r = pgrant_get(q->pg, rq->seg[i].gref, to_guest, rq, &g->pg, &g->addr, &use);
+
+		STAT_ADD(e, grant_ops, use.maps);
+		if (use.hit)
+			STAT_ADD(e, persistent_hits, 1);
+		if (r == -ENOSPC) { /* cache full of busy grants: copy this one */
+			g->pg = NULL;
+		} else if (r < 0) {
+			io_release_grants(q, rq);
+			return fail(r == -EBUSY ? "grant already in use by another request"
+						: "cannot map granted page");
+		}
+		rq->held = i + 1;
+	}
+	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
+}
+
+void io_release_grants(struct eng_queue *q, struct blkreq *rq)
+{
+	for (unsigned i = 0; i < rq->held; i++)
+		if (rq->grant[i].pg)
+			pgrant_put(q->pg, rq->grant[i].pg);
+	rq->held = 0;
+}
+
+/*
+ * Move the request's data between guest pages and rq->buf, packed in
+ * segment order (the disk range is contiguous, so the buffer is one run).
+ * Persistent grants by memcpy through the mapping, the rest with one grant
+ * copy for all of them.
+ */
+static int move_data(struct eng_queue *q, struct blkreq *rq, bool to_guest)
+{
+	unsigned ncopy = 0;
+	size_t off = 0;
+
+	for (unsigned i = 0; i < rq->nseg; i++) {
+		const struct blkif_request_segment *s = &rq->seg[i];
+		size_t len = (size_t)(s->last_sect - s->first_sect + 1) * SECTOR;
+		size_t goff = (size_t)s->first_sect * SECTOR;
+
+		if (i < rq->held && rq->grant[i].pg) {
+			char *page = rq->grant[i].addr;
+			if (to_guest)
+				memcpy(page + goff, rq->buf + off, len);
+			else
+				memcpy(rq->buf + off, page + goff, len);
+		} else {
+			rq->copy[ncopy++] = (struct hv_copy_seg){
+				.gref = s->gref, .offset = (uint16_t)goff, .len = (uint16_t)len,
+				.local = rq->buf + off, .to_guest = to_guest,
+				.status = -1, /* rule 15 */
+			};
+		}
+		off += len;
+	}
+	return copy_segments(q, rq->copy, ncopy);
+}
+
+static int16_t status_of(int err)
+{
+	if (err >= 0)
+		return BLKIF_RSP_OKAY;
+	return err == -EOPNOTSUPP ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR;
+}
+
+static void io_error(struct eng_queue *q, struct blkreq *rq, const char *what, int err)
+{
+	struct engine *e = q->e;
+
+	log_limited(&e->rl, VLOG_WARN, "dom%u dev %u queue %u: %s at sector %llu failed: %s",
+		    e->p.domid, e->p.devid, q->index, what,
+		    (unsigned long long)rq->wire.sector_number, strerror(err < 0 ? -err : err));
+}
+
+static int16_t do_read(struct eng_queue *q, struct blkreq *rq)
+{
+	size_t len = rq->sectors * SECTOR;
+	struct iovec iov = { rq->buf, len };
+	int r = img_preadv(q->e->p.img, &iov, 1, rq->wire.sector_number * SECTOR);
+
+	if (r > 0 && (size_t)r != len)
+		r = -EIO;
+	if (r < 0) {
+		io_error(q, rq, "read", r);
+		return status_of(r);
+	}
+	if (move_data(q, rq, true) < 0) {
+		io_error(q, rq, "grant copy to guest", -EFAULT);
+		return BLKIF_RSP_ERROR;
+	}
+	return BLKIF_RSP_OKAY;
+}
+
+static int16_t do_write(struct eng_queue *q, struct blkreq *rq)
+{
+	size_t len = rq->sectors * SECTOR;
+	struct iovec iov = { rq->buf, len };
+	int r;
+
+	if (move_data(q, rq, false) < 0) {
+		io_error(q, rq, "grant copy from guest", -EFAULT);
+		return BLKIF_RSP_ERROR;
+	}
+	r = img_pwritev(q->e->p.img, &iov, 1, rq->wire.sector_number * SECTOR);
+	if (r > 0 && (size_t)r != len)
+		r = -EIO;
+	if (r < 0)
+		io_error(q, rq, "write", r);
+	return status_of(r);
+}
+
+static int16_t do_flush(struct eng_queue *q, struct blkreq *rq)
+{
+	int r = img_flush(q->e->p.img);
+
+	if (r < 0)
+		io_error(q, rq, "flush", r);
+	return status_of(r);
+}
+
+static int16_t do_discard(struct eng_queue *q, struct blkreq *rq)
+{
+	uint64_t off = rq->wire.sector_number * SECTOR, left = rq->wire.nr_sectors * SECTOR;
+	uint64_t chunk = DISCARD_CHUNK, g = q->e->lim.discard_granularity;
+
+	/* rule 14: large ranges go in chunks, each a multiple of the
+	 * granularity so every piece after the first stays aligned. */
+	if (g > SECTOR && chunk % g)
+		chunk -= chunk % g;
+	if (chunk < g)
+		chunk = g;
+	while (left) {
+		uint64_t n = left < chunk ? left : chunk;
+		int r = img_discard(q->e->p.img, off, n);
+		if (r < 0) {
+			io_error(q, rq, "discard", r);
+			return status_of(r);
+		}
+		off += n;
+		left -= n;
+	}
+	return BLKIF_RSP_OKAY;
+}
+
+int16_t io_execute(struct eng_queue *q, struct blkreq *rq)
+{
+	int16_t st;
+
+	switch (rq->wire.operation) {
+	case BLKIF_OP_READ:
+		return do_read(q, rq);
+	case BLKIF_OP_WRITE:
+		return do_write(q, rq);
+	case BLKIF_OP_INDIRECT:
+		return rq->wire.indirect_op == BLKIF_OP_READ ? do_read(q, rq) : do_write(q, rq);
+	case BLKIF_OP_DISCARD:
+		return do_discard(q, rq);
+	case BLKIF_OP_FLUSH_DISKCACHE:
+	case BLKIF_OP_WRITE_BARRIER:
+		/* Data first, then make it and everything before it durable. */
+		st = rq->nseg ? do_write(q, rq) : BLKIF_RSP_OKAY;
+		return st == BLKIF_RSP_OKAY ? do_flush(q, rq) : st;
+	default: /* validation lets nothing else through */
+		return BLKIF_RSP_EOPNOTSUPP;
+	}
+}

@@ -1,0 +1,264 @@
+/* pgrant.c - persistent grant cache of one ring; see pgrant.h. */
+#include "pgrant.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "util/log.h"
+
+#define NIL UINT32_MAX
+
+struct pgrant {
+	hv_gref_t gref;
+	void *addr;           /* NULL: this entry is free */
+	bool writable;
+	const void *owner;    /* the request holding it, or NULL when idle */
+	unsigned holds;       /* pgrant_get calls of owner not yet put */
+	uint64_t last_used_ns;
+	uint32_t hnext;       /* hash chain */
+	uint32_t prev, next;  /* LRU list of idle entries, or the free list */
+};
+
+struct pgrant_cache {
+	pthread_mutex_t lock;
+	struct hv *hv;
+	uint16_t domid;
+	unsigned max, count;
+	uint32_t nbuckets;    /* power of two */
+	uint32_t *bucket;
+	struct pgrant *e;
+	uint32_t free_head;
+	uint32_t lru_head, lru_tail; /* least recently used first */
+};
+
+static uint32_t idx_of(struct pgrant_cache *c, struct pgrant *p)
+{
+	return (uint32_t)(p - c->e);
+}
+
+static uint32_t hash(struct pgrant_cache *c, hv_gref_t gref)
+{
+	return (gref * 2654435761u) & (c->nbuckets - 1);
+}
+
+struct pgrant_cache *pgrant_new(struct hv *hv, uint16_t domid, unsigned max)
+{
+	struct pgrant_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->hv = hv;
+	c->domid = domid;
+	c->max = max ? max : 1;
+	c->nbuckets = 1;
+	while (c->nbuckets < 2 * c->max)
+		c->nbuckets <<= 1;
+	c->bucket = malloc(c->nbuckets * sizeof(*c->bucket));
+	c->e = calloc(c->max, sizeof(*c->e));
+	if (!c->bucket || !c->e) {
+		free(c->bucket);
+		free(c->e);
+		free(c);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < c->nbuckets; i++)
+		c->bucket[i] = NIL;
+	for (uint32_t i = 0; i < c->max; i++)
+		c->e[i].next = i + 1 < c->max ? i + 1 : NIL;
+	c->free_head = 0;
+	c->lru_head = c->lru_tail = NIL;
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+static void lru_remove(struct pgrant_cache *c, struct pgrant *p)
+{
+	if (p->prev != NIL)
+		c->e[p->prev].next = p->next;
+	else
+		c->lru_head = p->next;
+	if (p->next != NIL)
+		c->e[p->next].prev = p->prev;
+	else
+		c->lru_tail = p->prev;
+	p->prev = p->next = NIL;
+}
+
+static void lru_append(struct pgrant_cache *c, struct pgrant *p)
+{
+	uint32_t i = idx_of(c, p);
+
+	p->prev = c->lru_tail;
+	p->next = NIL;
+	if (c->lru_tail != NIL)
+		c->e[c->lru_tail].next = i;
+	else
+		c->lru_head = i;
+	c->lru_tail = i;
+}
+
+static struct pgrant *lookup(struct pgrant_cache *c, hv_gref_t gref)
+{
+	for (uint32_t i = c->bucket[hash(c, gref)]; i != NIL; i = c->e[i].hnext)
+		if (c->e[i].gref == gref)
+			return &c->e[i];
+	return NULL;
+}
+
+static void hash_remove(struct pgrant_cache *c, struct pgrant *p)
+{
+	uint32_t *link = &c->bucket[hash(c, p->gref)], i = idx_of(c, p);
+
+	while (*link != i)
+		link = &c->e[*link].hnext;
+	*link = p->hnext;
+}
+
+/* Unmap an idle entry and put it on the free list.  Caller holds lock. */
+static void evict(struct pgrant_cache *c, struct pgrant *p)
+{
+	lru_remove(c, p);
+	hash_remove(c, p);
+	if (c->hv->ops->unmap(c->hv, p->addr, 1) < 0)
+		log_warn("dom%u: unmapping persistent grant %u failed", c->domid, p->gref);
+	p->addr = NULL;
+	p->next = c->free_head;
+	c->free_head = idx_of(c, p);
+	c->count--;
+}
+
+static void *map_one(struct pgrant_cache *c, hv_gref_t gref, bool writable, int *err)
+{
+	*err = 0;
+	void *a = c->hv->ops->map(c->hv, c->domid, &gref, 1, writable, err);
+	if (!a && *err >= 0)
+		*err = -EIO;
+	return a;
+}
+
+/* Make room for one more entry; caller holds lock.  NULL: all in use. */
+static struct pgrant *alloc_entry(struct pgrant_cache *c)
+{
+	struct pgrant *p;
+
+	if (c->free_head == NIL) {
+		if (c->lru_head == NIL)
+			return NULL;
+		evict(c, &c->e[c->lru_head]); /* rule 16: purge the LRU idle grant */
+	}
+	p = &c->e[c->free_head];
+	c->free_head = p->next;
+	p->prev = p->next = NIL;
+	return p;
+}
+
+int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
+	       struct pgrant **pg, void **addr, struct pgrant_use *use)
+{
+	struct pgrant *p;
+	int err = 0;
+
+	use->hit = false;
+	use->maps = 0;
+	pthread_mutex_lock(&c->lock);
+	p = lookup(c, gref);
+	if (p && p->owner && p->owner != owner) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY; /* rule 16: already in use by another request */
+	}
+	if (p && !p->owner && writable && !p->writable) {
+		/* Mapped read-only for an earlier WRITE; a READ needs to
+		 * write the page: map it again, writable. */
+		void *a = map_one(c, gref, true, &err);
+		use->maps++;
+		if (!a) {
+			evict(c, p);
+			pthread_mutex_unlock(&c->lock);
+			return err;
+		}
+		if (c->hv->ops->unmap(c->hv, p->addr, 1) < 0)
+			log_warn("dom%u: unmapping persistent grant %u failed", c->domid, gref);
+		p->addr = a;
+		p->writable = true;
+	}
+	if (p) {
+		use->hit = use->maps == 0;
+		if (!p->owner)
+			lru_remove(c, p);
+	} else {
+		p = alloc_entry(c);
+		if (!p) {
+			pthread_mutex_unlock(&c->lock);
+			return -ENOSPC;
+		}
+		p->addr = map_one(c, gref, writable, &err);
+		use->maps++;
+		if (!p->addr) {
+			p->next = c->free_head;
+			c->free_head = idx_of(c, p);
+			pthread_mutex_unlock(&c->lock);
+			return err;
+		}
+		p->gref = gref;
+		p->writable = writable;
+		p->hnext = c->bucket[hash(c, gref)];
+		c->bucket[hash(c, gref)] = idx_of(c, p);
+		c->count++;
+	}
+	p->owner = owner;
+	p->holds++;
+	*pg = p;
+	*addr = p->addr;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+void pgrant_put(struct pgrant_cache *c, struct pgrant *p)
+{
+	pthread_mutex_lock(&c->lock);
+	if (p->holds && --p->holds == 0) {
+		p->owner = NULL;
+		p->last_used_ns = now_ns();
+		lru_append(c, p);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+unsigned pgrant_purge_idle(struct pgrant_cache *c, uint64_t idle_ns)
+{
+	uint64_t now = now_ns();
+	unsigned n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->lru_head != NIL && now - c->e[c->lru_head].last_used_ns >= idle_ns) {
+		evict(c, &c->e[c->lru_head]);
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+unsigned pgrant_count(struct pgrant_cache *c)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->count;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+void pgrant_free(struct pgrant_cache *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->max; i++)
+		if (c->e[i].addr && c->hv->ops->unmap(c->hv, c->e[i].addr, 1) < 0)
+			log_warn("dom%u: unmapping persistent grant %u failed", c->domid,
+				 c->e[i].gref);
+	pthread_mutex_destroy(&c->lock);
+	free(c->bucket);
+	free(c->e);
+	free(c);
+}
