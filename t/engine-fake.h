@@ -18,6 +18,7 @@
 #define VBDFS_T_ENGINE_FAKE_H
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -539,3 +540,207 @@ static inline uint64_t ld64(_Atomic uint64_t *v)
 }
 
 #endif
+
+/* ---- a test guest: rings per queue plus data frames ---- */
+
+struct fk_guest {
+	struct fake_hv *f;
+	struct img *img;
+	struct dev_stats stats;
+	struct trace *trace;
+	struct engine_params p;
+	struct fk_ring ring[ENGINE_MAX_QUEUES];
+	struct engine *e;
+	uint64_t next_id;
+};
+
+static inline void fk_guest_init(struct fk_guest *g, size_t pages, uint64_t img_bytes,
+				 enum blkif_abi abi, unsigned order, unsigned nq, bool persistent)
+{
+	memset(g, 0, sizeof(*g));
+	g->f = fk_new(pages);
+	g->img = fimg_new(img_bytes);
+	stats_init(&g->stats);
+	g->trace = trace_new(1024);
+	fk_params(&g->p, g->f, g->img, &g->stats, g->trace);
+	g->p.abi = abi;
+	g->p.ring_order = order;
+	g->p.nr_queues = nq;
+	g->p.persistent = persistent;
+	for (unsigned i = 0; i < nq; i++)
+		fk_ring_init(g->f, &g->ring[i], abi, order, &g->p.queue[i]);
+	g->next_id = 1000;
+}
+
+static inline struct engine *fk_guest_start(struct fk_guest *g)
+{
+	char err[256];
+
+	g->e = engine_start(&g->p, err, sizeof(err));
+	if (!g->e)
+		fprintf(stderr, "# engine_start: %s\n", err);
+	return g->e;
+}
+
+static inline void fk_guest_fini(struct fk_guest *g)
+{
+	engine_stop(g->e);
+	g->e = NULL;
+	trace_free(g->trace);
+	stats_destroy(&g->stats);
+	fimg_free(g->img);
+	fk_free(g->f);
+}
+
+/* Test pattern: the byte stored at disk byte offset o. */
+static inline uint8_t fk_pattern(uint64_t o, unsigned salt)
+{
+	return (uint8_t)(o * 7 + (o >> 9) * 13 + salt);
+}
+
+/* A segment as the guest sees it. */
+struct fk_seg {
+	uint32_t frame, gref;
+	uint8_t first, last;
+};
+
+/* Fill the guest pages of segs with the pattern of the disk bytes from
+ * sector on. */
+static inline void fk_fill(struct fake_hv *f, const struct fk_seg *s, unsigned n, uint64_t sector,
+			   unsigned salt)
+{
+	uint64_t o = sector * 512;
+
+	for (unsigned i = 0; i < n; i++) {
+		char *p = fk_page(f, s[i].frame) + s[i].first * 512;
+		size_t len = (size_t)(s[i].last - s[i].first + 1) * 512;
+		for (size_t b = 0; b < len; b++)
+			p[b] = (char)fk_pattern(o + b, salt);
+		o += len;
+	}
+}
+
+/* True if the guest pages of segs hold the pattern. */
+static inline bool fk_check(struct fake_hv *f, const struct fk_seg *s, unsigned n,
+			    uint64_t sector, unsigned salt)
+{
+	uint64_t o = sector * 512;
+
+	for (unsigned i = 0; i < n; i++) {
+		const char *p = fk_page(f, s[i].frame) + s[i].first * 512;
+		size_t len = (size_t)(s[i].last - s[i].first + 1) * 512;
+		for (size_t b = 0; b < len; b++)
+			if (p[b] != (char)fk_pattern(o + b, salt))
+				return false;
+		o += len;
+	}
+	return true;
+}
+
+/* True if the image file holds the pattern over [sector, sector+count). */
+static inline bool fk_file_check(struct img *im, uint64_t sector, uint64_t count, unsigned salt)
+{
+	size_t len = count * 512;
+	char *buf = malloc(len);
+	bool good = pread(im->fd, buf, len, (off_t)(sector * 512)) == (ssize_t)len;
+
+	for (size_t b = 0; good && b < len; b++)
+		if (buf[b] != (char)fk_pattern(sector * 512 + b, salt))
+			good = false;
+	free(buf);
+	return good;
+}
+
+/* Direct request over segs. */
+static inline void fk_req(struct blkif_req *rq, uint8_t op, uint64_t id, uint64_t sector,
+			  const struct fk_seg *s, unsigned n)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->operation = op;
+	rq->id = id;
+	rq->sector_number = sector;
+	rq->nr_segments = (uint16_t)n;
+	for (unsigned i = 0; i < n && i < BLKIF_MAX_SEGMENTS_PER_REQUEST; i++) {
+		rq->seg[i].gref = s[i].gref;
+		rq->seg[i].first_sect = s[i].first;
+		rq->seg[i].last_sect = s[i].last;
+	}
+}
+
+/* INDIRECT request over segs, with its entries written into the guest's
+ * indirect frames ind[0..]. */
+static inline void fk_ind_req(struct fake_hv *f, struct blkif_req *rq, uint8_t op, uint64_t id,
+			      uint64_t sector, const struct fk_seg *s, unsigned n,
+			      const struct fk_seg *ind)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->operation = BLKIF_OP_INDIRECT;
+	rq->indirect_op = op;
+	rq->id = id;
+	rq->sector_number = sector;
+	rq->nr_segments = (uint16_t)n;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned char *e = (unsigned char *)fk_page(f, ind[i / 512].frame) + (i % 512) * 8;
+		memset(e, 0, 8);
+		e[0] = (unsigned char)s[i].gref;
+		e[1] = (unsigned char)(s[i].gref >> 8);
+		e[2] = (unsigned char)(s[i].gref >> 16);
+		e[3] = (unsigned char)(s[i].gref >> 24);
+		e[4] = s[i].first;
+		e[5] = s[i].last;
+	}
+	for (unsigned p = 0; p < (n + 511) / 512; p++)
+		rq->indirect_grefs[p] = ind[p].gref;
+}
+
+/* Allocate n whole-page segments, granted read-write (or read-only). */
+static inline void fk_segs(struct fake_hv *f, struct fk_seg *s, unsigned n, bool readonly)
+{
+	for (unsigned i = 0; i < n; i++) {
+		s[i].frame = fk_alloc_frame(f);
+		s[i].gref = fk_grant(f, s[i].frame, readonly);
+		s[i].first = 0;
+		s[i].last = 7;
+	}
+}
+
+/* Put the requests, publish, and wait for their responses (in any order);
+ * true if all n arrived with the given status and matching ids/ops. */
+static inline bool fk_run(struct fk_ring *r, const struct blkif_req *rq, unsigned n,
+			  int16_t want_status)
+{
+	struct fk_rsp rsp[512];
+	unsigned got;
+	bool good = true;
+
+	for (unsigned i = 0; i < n; i++)
+		fk_put(r, &rq[i]);
+	fk_publish(r);
+	got = fk_responses(r, rsp, n, n, 10000, false);
+	if (got != n) {
+		fprintf(stderr, "# got %u of %u responses\n", got, n);
+		return false;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		bool found = false;
+		for (unsigned j = 0; j < n; j++) {
+			uint8_t op = rq[j].operation == BLKIF_OP_INDIRECT ? rq[j].indirect_op
+									  : rq[j].operation;
+			if (rsp[i].id == rq[j].id) {
+				found = true;
+				if (rsp[i].op != op || rsp[i].status != want_status) {
+					fprintf(stderr, "# id %llu: op %u status %d (want %u %d)\n",
+						(unsigned long long)rsp[i].id, rsp[i].op,
+						rsp[i].status, op, want_status);
+					good = false;
+				}
+			}
+		}
+		if (!found) {
+			fprintf(stderr, "# unexpected response id %llu\n",
+				(unsigned long long)rsp[i].id);
+			good = false;
+		}
+	}
+	return good;
+}
