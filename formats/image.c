@@ -31,8 +31,8 @@
 /* Every format this build knows.  Adding a driver is one line here. */
 static const struct img_driver *const drivers[] = {
 	&raw_driver,
+	&qcow2_driver,
 	&qcow_driver,
-	// &qcow2_driver, (lands next)
 };
 
 static const struct img_driver *find_driver(const char *name)
