@@ -106,6 +106,11 @@ int sim_guest_evtchn_fd(struct sim_guest *g, uint32_t port)
 	return g->b2g[port];
 }
 
+int sim_guest_evtchn_close(struct sim_guest *g, uint32_t port)
+{
+	return 0;
+}
+
 int sim_guest_evtchn_ack(struct sim_guest *g, uint32_t port)
 {
 	uint64_t v;

@@ -203,8 +203,9 @@ bool vf_evil_mode_known(const char *mode);
 
 /* ---- report.c ---- */
 
-void vf_report_list(const struct vf_dev *d, bool json, bool last);
-void vf_report_dev(struct vf_dev *d, bool json, bool last);
+/* One device; with json, an array element (a comma first unless first). */
+void vf_report_list(const struct vf_dev *d, bool json, bool first);
+void vf_report_dev(struct vf_dev *d, bool json, bool first);
 /* True if the device finished without errors. */
 bool vf_dev_ok(struct vf_dev *d);
 

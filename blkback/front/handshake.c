@@ -168,8 +168,8 @@ void vf_queue_ring_down(struct vf_dev *d, struct vf_queue *q)
 	if (q->ring_frame)
 		vf_mem_release(d->mem, q->ring_frame, pages);
 	q->ring_frame = 0;
-	/* The simulator's guest API has no evtchn close; ports are released
-	 * with the domain. */
+	if (q->port > 0)
+		sim_guest_evtchn_close(vf_mem_guest(d->mem), (uint32_t)q->port);
 	q->port = -1;
 	q->evfd = -1;
 }

@@ -11,23 +11,23 @@ static const char *onoff(bool b)
 	return b ? "1" : "0";
 }
 
-void vf_report_list(const struct vf_dev *d, bool json, bool last)
+void vf_report_list(const struct vf_dev *d, bool json, bool first)
 {
 	if (json) {
-		printf("    {\"devid\": %u, \"vdev\": \"%s\", \"backend\": \"%s\", \"sectors\": %llu, "
+		printf("%s    {\"devid\": %u, \"vdev\": \"%s\", \"backend\": \"%s\", \"sectors\": %llu, "
 		       "\"sector_size\": %u, \"physical_sector_size\": %u, \"info\": %u, "
 		       "\"protocol\": \"%s\", \"ring_page_order\": %u, \"queues\": %u, "
 		       "\"persistent\": %s, \"indirect_segments\": %u, \"flush\": %s, \"barrier\": %s, "
 		       "\"discard\": %s, \"discard_granularity\": %u, \"discard_secure\": %s, "
 		       "\"backend_max_ring_page_order\": %u, \"backend_max_queues\": %u, "
-		       "\"backend_max_indirect_segments\": %u, \"backend_persistent\": %s}%s\n",
-		       d->devid, d->vdev, d->be, (unsigned long long)d->sectors, d->sector_size,
+		       "\"backend_max_indirect_segments\": %u, \"backend_persistent\": %s}",
+		       first ? "" : ",\n", d->devid, d->vdev, d->be, (unsigned long long)d->sectors, d->sector_size,
 		       d->phys_sector_size, d->info, blkif_abi_name(d->abi), d->ring_order,
 		       d->nr_queues, d->persistent ? "true" : "false", d->indirect,
 		       d->flush ? "true" : "false", d->barrier ? "true" : "false",
 		       d->discard ? "true" : "false", d->discard_gran,
 		       d->discard_secure ? "true" : "false", d->be_max_order, d->be_max_queues,
-		       d->be_max_indirect, d->be_persistent ? "true" : "false", last ? "" : ",");
+		       d->be_max_indirect, d->be_persistent ? "true" : "false");
 		return;
 	}
 	printf("%u %s sectors=%llu sector-size=%u physical-sector-size=%u info=%u protocol=%s "
@@ -55,15 +55,15 @@ bool vf_dev_ok(struct vf_dev *d)
 	       !s->st_other && !s->bad_responses && !s->mismatches && !s->grant_leaks;
 }
 
-void vf_report_dev(struct vf_dev *d, bool json, bool last)
+void vf_report_dev(struct vf_dev *d, bool json, bool first)
 {
 	struct vf_stats *s = &d->stats;
 	double secs = d->elapsed_ns ? (double)d->elapsed_ns / 1e9 : 1e-9;
 	const char *prob = d->error[0] ? d->error : queue_problem(d);
 
 	if (json) {
-		printf("    {\"devid\": %u, \"vdev\": \"%s\", \"ok\": %s, \"seconds\": %.3f, \"ops\": {",
-		       d->devid, d->vdev, vf_dev_ok(d) ? "true" : "false", secs);
+		printf("%s    {\"devid\": %u, \"vdev\": \"%s\", \"ok\": %s, \"seconds\": %.3f, \"ops\": {",
+		       first ? "" : ",\n", d->devid, d->vdev, vf_dev_ok(d) ? "true" : "false", secs);
 		for (int op = 0; op < VF_NR_OPS; op++) {
 			struct hist *h = &s->lat[op];
 
@@ -98,7 +98,7 @@ void vf_report_dev(struct vf_dev *d, bool json, bool last)
 		} else {
 			printf("null");
 		}
-		printf("}%s\n", last ? "" : ",");
+		printf("}");
 		return;
 	}
 	printf("device %u (%s): %.2f s, %llu requests, %s\n", d->devid, d->vdev[0] ? d->vdev : "-",
