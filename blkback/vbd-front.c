@@ -243,7 +243,7 @@ static void parse(int argc, char **argv, struct vf_opts *o, char ***want, int *n
 		case O_JSON: o->json = true; break;
 		case 'v': log_set_level(VLOG_DEBUG); break;
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		default: fprintf(stderr, "Try 'vbd-front --help'.\n"); exit(2);
 		}
 	}
 	if (!o->sim_dir)
