@@ -149,7 +149,7 @@ size_t xs_conn_output(struct xs_conn *c, const void **data)
 {
 	if (c->ev_head && c->out_len - c->out_start < XS_OUT_LIMIT / 4)
 		serialize_events(c);
-	*data = c->out + c->out_start;
+	*data = c->out ? c->out + c->out_start : NULL;
 	return c->out_len - c->out_start;
 }
 
@@ -1073,7 +1073,7 @@ void xs_pump(struct xs_conn *c)
 
 void xs_process(struct xs_conn *c, const void *bytes, size_t len)
 {
-	if (c->dead)
+	if (c->dead || len == 0)
 		return;
 	if (c->in_len + len > c->in_cap) {
 		size_t cap = c->in_cap ? c->in_cap : 4096;
