@@ -144,11 +144,12 @@ fuzz-bins: $(FUZZ_REPLAY)
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
 	set -e; for f in $(notdir $(FUZZ_REPLAY)); do \
-	    mkdir -p build-fuzz/corpus/$$f; \
+	    mkdir -p build-fuzz/corpus/$$f build-fuzz/seeds/$$f; \
+	    if [ -x t/fuzz/seeds-$$f.sh ]; then t/fuzz/seeds-$$f.sh build-fuzz/seeds/$$f; fi; \
 	    echo "== $$f for $(FUZZ_SECONDS) s"; \
 	    build-fuzz/t/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/crash-$$f- \
-	        build-fuzz/corpus/$$f t/fuzz/corpus/$$f; \
+	        build-fuzz/corpus/$$f t/fuzz/corpus/$$f build-fuzz/seeds/$$f; \
 	done
 
 # LD_PRELOAD shims for fault injection (t/shim/*.c), built without the

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum log_level { VLOG_ERR, VLOG_WARN, VLOG_INFO, VLOG_DEBUG };
+enum log_level { VLOG_NONE = -1, VLOG_ERR, VLOG_WARN, VLOG_INFO, VLOG_DEBUG };
 
 void log_init(const char *progname, enum log_level max_level, bool use_syslog);
 void log_set_level(enum log_level max_level);
