@@ -1044,13 +1044,13 @@ static int commit_alloc(struct qcow2 *q, struct wseg *w, int result)
 	return r;
 }
 
-static int qcow2_flush_locked(struct qcow2 *q);
+
 
 static void maybe_apply_frees(struct qcow2 *q)
 {
 	pthread_mutex_lock(&q->lock);
 	if (q->nfrees >= Q2_FREES_SOFT_MAX && !q->flushing)
-		(void)qcow2_flush_locked(q);
+		(void)q2_flush_locked(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -1241,7 +1241,7 @@ static int write_l1(struct qcow2 *q)
 }
 
 /* Steps 2-8 of the ordering above.  Needs q->lock (released while waiting). */
-static int qcow2_flush_locked(struct qcow2 *q)
+int q2_flush_locked(struct qcow2 *q)
 {
 	struct q2_free *f = NULL;
 	size_t nf = 0;
@@ -1305,7 +1305,7 @@ static int qcow2_flush(struct img *img)
 	int r;
 
 	pthread_mutex_lock(&q->lock);
-	r = qcow2_flush_locked(q);
+	r = q2_flush_locked(q);
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }

@@ -139,6 +139,8 @@ bool q2_is_fixed_meta(const struct qcow2 *q, uint64_t cluster);
 int qcow2_check(struct img *img, bool fix_leaks, struct img_check_result *res);
 
 /* qcow2.c, for the above */
+/* img_flush with q->lock held (waits on q->cond, releasing it). */
+int q2_flush_locked(struct qcow2 *q);
 int q2_write_header_field(struct qcow2 *q, unsigned off, const void *val, size_t len);
 
 #endif

@@ -253,10 +253,15 @@ static int find_free_run(struct qcow2 *q, uint64_t n, uint64_t *start, uint64_t 
 
 	for (uint64_t c = q->free_hint;; c++) {
 		if (c >= end) {
-			/* everything past the end is free */
-			*start = run ? rs : c;
-			*len = n;
-			return 0;
+			/* past the end of the file, clusters without a refcount
+			 * block are free (a hostile or leaky image may count
+			 * some that have one: those are scanned) */
+			uint64_t t = c >> q->rb_bits;
+			if (t >= q->reft_entries || q->reft[t] == 0) {
+				*start = run ? rs : c;
+				*len = n;
+				return 0;
+			}
 		}
 		v = 1;
 		if (!q2_is_fixed_meta(q, c)) {
@@ -289,7 +294,7 @@ int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got
 
 	if (q->free_hint == 0)
 		q->free_hint = 1;
-	for (int attempt = 0; attempt < 64; attempt++) {
+	for (int attempt = 0; attempt < 4096; attempt++) {
 		bool again = false;
 		r = find_free_run(q, n, &start, &len);
 		if (r < 0)
@@ -302,14 +307,20 @@ int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got
 				return r;
 			again = r > 0;
 		}
-		/* a new refcount block may have landed inside the run, and a
-		 * hostile image may count clusters past its end: re-check */
+		/* a hostile image may count clusters past its end: re-check,
+		 * and keep the free prefix of the run */
 		for (uint64_t i = 0; i < len && !again; i++) {
 			r = q2_refcount_get(q, start + i, &v);
 			if (r < 0)
 				return r;
-			if (v != 0)
+			if (v == 0)
+				continue;
+			if (i == 0) {
+				q->free_hint = start + 1;
 				again = true;
+			} else {
+				len = i;
+			}
 		}
 		if (again)
 			continue;
