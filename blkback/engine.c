@@ -115,7 +115,7 @@ static int queue_setup(struct engine *e, unsigned i, char *err, size_t errlen)
 	q->sring = hv->ops->map(hv, e->p.domid, e->p.queue[i].ring_ref, q->ring_pages, true, &r);
 	if (!q->sring) {
 		errmsg(err, errlen, "queue %u: cannot map the ring (%u pages): %s", i,
-		       q->ring_pages, strerror(r < 0 ? -r : EIO));
+		       q->ring_pages, strerror(r < 0 ? -r : r > 0 ? r : EIO));
 		return r < 0 ? r : -EIO;
 	}
 	ring_init(&q->ring, q->sring, e->p.abi, (size_t)q->ring_pages * HV_PAGE_SIZE);
@@ -123,7 +123,7 @@ static int queue_setup(struct engine *e, unsigned i, char *err, size_t errlen)
 	q->ch = hv->ops->evtchn_bind(hv, e->p.domid, e->p.queue[i].evtchn, &r);
 	if (!q->ch) {
 		errmsg(err, errlen, "queue %u: cannot bind event channel %u: %s", i,
-		       e->p.queue[i].evtchn, strerror(r < 0 ? -r : EIO));
+		       e->p.queue[i].evtchn, strerror(r < 0 ? -r : r > 0 ? r : EIO));
 		return r < 0 ? r : -EIO;
 	}
 	q->ch_fd = hv->ops->evtchn_fd(q->ch);

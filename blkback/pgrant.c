@@ -167,6 +167,10 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 		pthread_mutex_unlock(&c->lock);
 		return -EBUSY; /* rule 16: already in use by another request */
 	}
+	if (p && p->owner && writable && !p->writable) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY; /* held read-only by this very request */
+	}
 	if (p && !p->owner && writable && !p->writable) {
 		/* Mapped read-only for an earlier WRITE; a READ needs to
 		 * write the page: map it again, writable. */
@@ -192,8 +196,17 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 			pthread_mutex_unlock(&c->lock);
 			return -ENOSPC;
 		}
-		p->addr = map_one(c, gref, writable, &err);
+		/* Map writable when the grant allows it, even for a WRITE, so
+		 * a later READ through the same grant needs no remap (Linux
+		 * blkfront grants persistent pages read-write). */
+		p->addr = map_one(c, gref, true, &err);
 		use->maps++;
+		if (p->addr) {
+			writable = true;
+		} else if (!writable) {
+			p->addr = map_one(c, gref, false, &err);
+			use->maps++;
+		}
 		if (!p->addr) {
 			p->next = c->free_head;
 			c->free_head = idx_of(c, p);

@@ -309,12 +309,19 @@ static void test_pgrant(void)
 	pgrant_put(c, x);
 	is_int(pgrant_purge_idle(c, 0), 2, "idle grants purged");
 	is_int(atomic_load(&f->maps_live), 0, "nothing left mapped after purge");
-	is_int(pgrant_get(c, g1, false, &owner1, &a, &pa, &use), 0, "map again");
-	is_int(pgrant_get(c, g1, true, &owner1, &x, &px, &use), 0, "same owner, writable use");
-	pgrant_put(c, x);
+	is_int(pgrant_get(c, g3, false, &owner1, &a, &pa, &use), 0, "read-only grant for a write");
+	ok(use.maps == 2, "tried writable first, then mapped read-only");
+	is_int(pgrant_get(c, g3, true, &owner1, &x, &px, &use), -EBUSY,
+	       "same request cannot need it writable too");
 	pgrant_put(c, a);
-	is_int(pgrant_get(c, g1, true, &owner2, &a, &pa, &use), 0, "upgrade to writable");
+	f->grant[g3].readonly = false; /* the guest re-grants it read-write */
+	is_int(pgrant_get(c, g3, true, &owner2, &a, &pa, &use), 0, "upgrade to writable");
 	ok(use.maps == 1 && !use.hit, "upgrade remaps");
+	pgrant_put(c, a);
+	is_int(pgrant_get(c, g1, false, &owner1, &a, &pa, &use), 0, "rw grant for a write");
+	pgrant_put(c, a);
+	is_int(pgrant_get(c, g1, true, &owner2, &a, &pa, &use), 0, "then for a read");
+	ok(use.hit, "rw grant mapped writable at once: the read is a hit");
 	pgrant_put(c, a);
 	pgrant_free(c);
 	is_int(atomic_load(&f->maps_live), 0, "pgrant_free unmaps everything");
