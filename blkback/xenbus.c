@@ -175,13 +175,23 @@ static int read_state(struct xs_handle *xs, const char *dir)
 
 struct kv {
 	const char *key;
-	char val[40];
+	char val[XB_ERROR_MAX];
+	bool rm;               /* remove key instead of writing it */
 };
 
 static void kv_set(struct kv *kv, unsigned *n, const char *key, uint64_t val)
 {
 	kv[*n].key = key;
+	kv[*n].rm = false;
 	snprintf(kv[*n].val, sizeof(kv[*n].val), "%" PRIu64, val);
+	(*n)++;
+}
+
+static void kv_rm(struct kv *kv, unsigned *n, const char *key)
+{
+	kv[*n].key = key;
+	kv[*n].rm = true;
+	kv[*n].val[0] = '\0';
 	(*n)++;
 }
 
@@ -212,8 +222,12 @@ static int dev_write(struct xb_dev *d, const struct kv *kv, unsigned n, int stat
 		free(v);
 		for (unsigned i = 0; i < n; i++) {
 			snprintf(path, sizeof(path), "%s/%s", d->be, kv[i].key);
-			if (!xs_write(xs, t, path, kv[i].val, (unsigned)strlen(kv[i].val)))
+			if (kv[i].rm) {
+				if (!xs_rm(xs, t, path) && errno != ENOENT)
+					goto abort;
+			} else if (!xs_write(xs, t, path, kv[i].val, (unsigned)strlen(kv[i].val))) {
 				goto abort;
+			}
 		}
 		if (state >= 0) {
 			snprintf(path, sizeof(path), "%s/state", d->be);
@@ -649,6 +663,60 @@ fail:
 	dev_switch(d, XB_CLOSING, false);
 }
 
+/*
+ * Online resize, asked for by `vbdctl resize` through the backend key
+ * "resize" (new size in bytes).  Grow the image, tell the engine, then in
+ * one transaction: new sectors, the request removed, and state Connected
+ * rewritten so the frontend's watch fires and it re-reads sectors (as
+ * Linux and QEMU do).  A refusal goes to "resize-error" in the same
+ * transaction that removes the request.
+ */
+static void dev_resize(struct xb_dev *d)
+{
+	char buf[XB_VALUE_MAX];
+	uint64_t size;
+	struct kv kv[3];
+	unsigned n = 0;
+	int r = dev_get(d, "resize", buf, sizeof(buf));
+
+	if (r == -ENOENT)
+		return;
+	if (r < 0 || xb_parse_uint(buf, UINT64_MAX, &size) < 0 || size % XB_SECTOR_SIZE)
+		snprintf(kv[n].val, sizeof(kv[n].val), "invalid size (bytes, a multiple of 512)");
+	else if (d->readonly)
+		snprintf(kv[n].val, sizeof(kv[n].val), "the disk is read-only");
+	else if (size / XB_SECTOR_SIZE < d->sectors)
+		snprintf(kv[n].val, sizeof(kv[n].val), "disks only grow (now %" PRIu64 " bytes)",
+			 d->sectors * XB_SECTOR_SIZE);
+	else if ((r = img_resize(d->img, size)) < 0)
+		snprintf(kv[n].val, sizeof(kv[n].val), "cannot grow %.120s: %s", d->path,
+			 r == -ENOTSUP ? "this image format cannot grow yet" : strerror(-r));
+	else
+		r = 0, kv[n].val[0] = '\0';
+
+	if (kv[n].val[0]) {
+		kv[n].key = "resize-error";
+		kv[n].rm = false;
+		n++;
+		kv_rm(kv, &n, "resize");
+		log_warn("%s: resize refused: %s", d->be, kv[0].val);
+		dev_write(d, kv, n, -1);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->sectors = size / XB_SECTOR_SIZE;
+	if (d->eng)
+		d->xb->cfg.engine->set_sectors(d->eng, d->sectors);
+	pthread_mutex_unlock(&d->lock);
+	kv_set(kv, &n, "sectors", d->sectors);
+	kv_rm(kv, &n, "resize");
+	r = dev_write(d, kv, n, d->phase == PH_CONNECTED ? XB_CONNECTED : -1);
+	if (r < 0)
+		log_err("%s: cannot publish the new size: %s", d->be, strerror(-r));
+	else
+		log_info("%s: resized to %" PRIu64 " sectors", d->be, d->sectors);
+}
+
 /* The frontend's domain is alive (introduced to xenstored, which forgets
  * it when it dies and fires @releaseDomain) and its device dir exists. */
 static bool frontend_alive(struct xb_dev *d, int fe_state)
@@ -747,6 +815,7 @@ static void dev_sync(struct xb_dev *d)
 	}
 	if (d->phase == PH_RELEASED)
 		return;
+	dev_resize(d);
 
 	switch (fe_state) {
 	case XB_INITIALISING:

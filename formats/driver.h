@@ -53,6 +53,9 @@ struct img_driver {
 	int (*check)(struct img *img, bool fix_leaks, struct img_check_result *res); /* optional */
 	/* Fill the format-specific fields of info (image.c did the rest). */
 	void (*info)(struct img *img, struct img_info *info);               /* optional */
+	/* Grow to size (> img->size) durably; image.c then publishes the new
+	 * img->size.  Optional: without it img_resize returns -ENOTSUP. */
+	int (*resize)(struct img *img, uint64_t size);                      /* optional */
 };
 
 struct img {

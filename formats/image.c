@@ -319,6 +319,27 @@ unsigned img_caps(const struct img *img)
 	return img->caps;
 }
 
+int img_resize(struct img *img, uint64_t new_size)
+{
+	int r;
+
+	if (img->readonly)
+		return -EROFS;
+	if (new_size < img->size || new_size > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	if (new_size == img->size)
+		return 0;
+	if (!img->drv->resize)
+		return -ENOTSUP;
+	r = img->drv->resize(img, new_size);
+	if (r < 0)
+		return r;
+	/* Readers check ranges against img->size without a lock; it only
+	 * grows, so either value they see is safe. */
+	__atomic_store_n(&img->size, new_size, __ATOMIC_RELEASE);
+	return 0;
+}
+
 /* ---- requests ---- */
 
 static int check_range(const struct img *img, uint64_t off, uint64_t len)

@@ -63,6 +63,12 @@ int img_pwritev(struct img *img, const struct iovec *iov, int iovcnt, uint64_t o
 int img_pread(struct img *img, void *buf, size_t len, uint64_t off);
 int img_pwrite(struct img *img, const void *buf, size_t len, uint64_t off);
 
+/* Online resize: grow the virtual disk to new_size bytes (never shrinks;
+ * equal is a no-op).  Concurrent I/O stays valid: requests are checked
+ * against the old or the new size.  Returns 0, -EINVAL (smaller), -EROFS,
+ * -ENOTSUP (the format cannot grow) or another -errno. */
+int img_resize(struct img *img, uint64_t new_size);
+
 /* Durable on return: all data and metadata written so far. */
 int img_flush(struct img *img);
 /* Deallocate a range (best effort: unaligned edges may stay allocated but

@@ -199,6 +199,23 @@ static int raw_block_status(struct img *img, uint64_t off, uint64_t len, struct 
 	return 0;
 }
 
+/* A file grows by ftruncate (sparse); a block device only if it already
+ * did (e.g. an LV that was extended). */
+static int raw_resize(struct img *img, uint64_t size)
+{
+	struct raw *r = img->priv;
+	uint64_t sz;
+
+	if (r->is_blk) {
+		if (ioctl(img->fd, BLKGETSIZE64, &sz) < 0)
+			return -errno;
+		return sz >= size ? 0 : -ENOSPC;
+	}
+	if (ftruncate(img->fd, (off_t)size) < 0 || fsync(img->fd) < 0)
+		return -errno;
+	return 0;
+}
+
 const struct img_driver raw_driver = {
 	.name = "raw",
 	.open = raw_open,
@@ -209,4 +226,5 @@ const struct img_driver raw_driver = {
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
 	.block_status = raw_block_status,
+	.resize = raw_resize,
 };
