@@ -58,6 +58,10 @@ all_in() { # all_in STATE : every device of domains 11-14 is in STATE
     for d in 11 12 13 14; do for dev in 51712 51728 51744 51760 51776; do
         xs_is "$(be_path $d $dev)/state" "$1" || return 1; done; done
 }
+all_in_but_first() { # every device but 11/51712
+    for d in 11 12 13 14; do for dev in 51712 51728 51744 51760 51776; do
+        [ "$d/$dev" = 11/51712 ] || xs_is "$(be_path $d $dev)/state" "$1" || return 1; done; done
+}
 ok "all 20 reach InitWait" wait_for 10 all_in 2
 for d in 11 12 13 14; do for dev in 51712 51728 51744 51760 51776; do
     front_connect "$(fe_path $d $dev)"; done; done
@@ -68,8 +72,9 @@ is "$(engine_count '^start 1[1-4]/')" 20 "20 engines started"
 F=$(fe_path 11 51712)
 i=0
 while [ $i -lt 150 ]; do xenstore-write "$F/state" 1; xenstore-write "$F/state" 3; i=$((i + 1)); done
-ok "the flooding frontend ends Connected" wait_xs 10 "$(be_path 11 51712)/state" 4
-ok "its neighbours still Connected" all_in 4
+ok "its neighbours still Connected" all_in_but_first 4
+# (the backend may still be working through the flood's last events)
+ok "the flooding frontend ends Connected" wait_for 10 all_in 4
 ok "backend alive and responsive" "$VBDCTL" detach 12 xvdb --timeout 0
 ok "the rest stays connected" xs_is "$(be_path 12 51712)/state" 4
 is "$(engine_count '^stop 1[3-4]/')" 0 "no other guest's engine was touched"
