@@ -15,9 +15,14 @@
 #                          filesystem is left unmounted and clean for dom0
 #   vbdfs.reboot=xvdX      first boot: write a marker, reboot; second boot:
 #                          check the marker survived ("REBOOT-OK")
+#   vbdfs.reconnect=xvdX   after the rest: unload xen-blkfront (frontend
+#                          closes) and load it again (frontend reconnects to
+#                          the same backend), then re-read the data
 #   vbdfs.io=xvdX          after the rest: endless write/read loop (for
 #                          xl destroy under I/O)
 # Output lines start with "XENLAB-DOMU: " on hvc0 (xenconsoled's log in dom0).
+# Busybox ash runs its own applets before PATH: the real e2fsprogs and
+# util-linux tools are called by absolute path.
 export PATH=/usr/sbin:/usr/bin:/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -98,7 +103,7 @@ if [ -n "$FS" ] && waitdev "$FS"; then
     say "FS $FS queues=$q max_hw_sectors_kb=$(cat /sys/block/$FS/queue/max_hw_sectors_kb) max_segments=$(cat /sys/block/$FS/queue/max_segments) discard_max_bytes=$(cat /sys/block/$FS/queue/discard_max_bytes) write_cache=$(cat /sys/block/$FS/queue/write_cache)"
     bytes=$(blockdev --getsize64 /dev/$FS)
     fsblocks=$(( (bytes - 4 * 1048576) / 4096 ))
-    fs_step mkfs mke2fs -q -F -t ext4 -b 4096 /dev/$FS $fsblocks
+    fs_step mkfs /usr/sbin/mke2fs -q -F -t ext4 -b 4096 /dev/$FS $fsblocks
     fs_step mount mount -t ext4 -o discard /dev/$FS /mnt
     mkdir -p /mnt/files
     dd if=/dev/urandom of=/mnt/files/random.bin bs=1M count=6 2>/dev/null
@@ -114,12 +119,12 @@ if [ -n "$FS" ] && waitdev "$FS"; then
     rm -rf /mnt/files/sbin
     (cd /mnt && find files -type f | sort | xargs sha256sum > /mnt/MANIFEST)
     sync
-    fs_step fstrim fstrim -v /mnt
+    fs_step fstrim /usr/sbin/fstrim -v /mnt
     fs_step umount2 umount /mnt
-    fs_step fsck e2fsck -fn /dev/$FS
+    fs_step fsck /usr/sbin/e2fsck -fn /dev/$FS
     tail=$(( bytes / 1048576 - 4 ))
     dd if=/dev/urandom of=/dev/$FS bs=1M seek=$tail count=4 conv=fsync 2>/dev/null
-    fs_step blkdiscard blkdiscard -o $((tail * 1048576)) -l 4194304 /dev/$FS
+    fs_step blkdiscard /usr/sbin/blkdiscard -f -o $((tail * 1048576)) -l 4194304 /dev/$FS
     # large O_DIRECT requests: more than 11 segments each, so INDIRECT when
     # the backend offers it
     dd if=/dev/urandom of=/tmp/big bs=1M count=4 2>/dev/null
@@ -130,6 +135,26 @@ if [ -n "$FS" ] && waitdev "$FS"; then
     say "FS $FS tail-sha256=$b1"
     fs_step flush blockdev --flushbufs /dev/$FS
     say "FS $FS DONE fsblocks=$fsblocks"
+fi
+RC=$(arg vbdfs.reconnect "")
+if [ -n "$RC" ] && waitdev "$RC"; then
+    a=$(dd if=/dev/$RC bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)
+    if rmmod xen-blkfront; then say "RECONNECT $RC frontend unloaded"; else say "RECONNECT $RC rmmod FAILED"; fi
+    sleep 1
+    for m in $(cat /etc/xenlab/modules.list); do
+        case "$m" in *xen-blkfront*) insmod "$m" $BF ;; esac
+    done
+    if waitdev "$RC"; then
+        b=$(dd if=/dev/$RC bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)
+        dd if=/dev/urandom of=/tmp/rc bs=1M count=1 2>/dev/null
+        dd if=/tmp/rc of=/dev/$RC bs=1M seek=1 count=1 oflag=direct 2>/dev/null
+        c1=$(sha256sum < /tmp/rc | cut -d' ' -f1)
+        c2=$(dd if=/dev/$RC bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+        if [ "$a" = "$b" ] && [ "$c1" = "$c2" ]; then say "RECONNECT $RC ok"
+        else say "RECONNECT $RC FAILED before=$a after=$b w=$c1 r=$c2"; fi
+    else
+        say "RECONNECT $RC FAILED: disk did not come back"
+    fi
 fi
 say "DONE uptime $(up)s"
 

@@ -11,9 +11,24 @@
 # that dies half way is a failure, not a silent pass.
 #
 # Sections (run the subset in /etc/vbdfs-lab/sections, default all):
+#   baseline the guest's ext4 workout on the kernel's xen-blkback (proves
+#           the lab guest and its tools, before blkback is unloaded)
 #   hv      transport unit test (t/460-hv-xen.c) in dom0
 #   probe   hvprobe (t/xen/hvprobe.c) serves a real blkfront through
 #           hv_xen.c: grant copy on a 1-page ring, grant map on a 4-page ring
+#   raw qcow2 overlay
+#           vbdfs --backend-type vbd serves an xl disk (script=vbdfs-hotplug,
+#           target=FORMAT:PATH) from a raw image, a qcow2 image, and a qcow2
+#           overlay on a zlib-compressed qcow2 base; the guest runs the lab's
+#           seed/write/readback test and an ext4 workout (t/xen/domU-init.sh);
+#           meanwhile dom0 reads /vbd (stat, stats, info, requests), loop-
+#           mounts the disk read-only and checks the files; after xl destroy
+#           qemu-img check and the bytes in the image
+#   nego    negotiation as Linux does it: persistent grants off, 16-page
+#           rings with 2 queues on 2 vCPUs, indirect segments, frontend
+#           reconnect (blkfront unloaded and reloaded)
+#   life    guest reboot (new domain, same image), xl destroy under I/O,
+#           xl block-attach / block-detach of a second disk
 #   hotplug util/vbdfs-hotplug run by libxl (the lab's stand-in control
 #           plane plays vbdfs): FORMAT:PATH targets pass through xl, a
 #           missing image fails xl block-attach with our message
@@ -22,7 +37,7 @@ VL=/var/log/vbdfs
 mkdir -p $VL
 VB=/usr/local/bin
 SECTIONS=$(cat /etc/vbdfs-lab/sections 2>/dev/null)
-SECTIONS=${SECTIONS:-hv probe hotplug}
+SECTIONS=${SECTIONS:-hv probe hotplug baseline raw qcow2 overlay nego life}
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # The lab's mkdomcfg with our knobs: VBDFS_KARGS (more domU kernel args),
@@ -53,7 +68,150 @@ wait_exit() {
     ! kill -0 "$1" 2>/dev/null
 }
 
+# ------------------------------------------------------------------ helpers
+VBDFS=/usr/local/sbin/vbdfs
+VBDFS_PID=
+MODS=/usr/local/lib/vbdfs-lab/modules
+# vbdfs_start: the daemon on backend/vbd with /vbd mounted (once)
+vbdfs_start() {
+    [ -n "$VBDFS_PID" ] && kill -0 $VBDFS_PID 2>/dev/null && return 0
+    for m in $(cat $MODS/list 2>/dev/null); do insmod $MODS/$m 2>/dev/null; done
+    mkdir -p /vbd
+    $VBDFS -f --backend-type vbd /vbd > $VL/vbdfs.log 2>&1 &
+    VBDFS_PID=$!
+    local i=0
+    while ! grep -q ' /vbd fuse' /proc/mounts && [ $i -lt 50 ]; do usleep 200000; i=$((i + 1)); done
+    if grep -q ' /vbd fuse' /proc/mounts; then vr vbdfs-started PASS "pid $VBDFS_PID"
+    else vr vbdfs-started FAIL "$(tail -3 $VL/vbdfs.log | tr '\n' ' ')"; return 1; fi
+}
+vbdfs_alive() { kill -0 "$VBDFS_PID" 2>/dev/null; }
+
+# xl disk spec for vbdfs: xl_disk TARGET [VDEV]
+xl_disk() { echo "'format=raw,vdev=${2:-xvda},access=rw,backendtype=phy,script=vbdfs-hotplug,target=$1'"; }
+
+# vdomu_create NAME DISKSPECS KARGS -> DOMU_ID, DOMU_CON (console log)
+vdomu_create() {
+    DOMU_CON=/var/log/xen/console/guest-$1.log
+    DOMU_ID=
+    rm -f $DOMU_CON
+    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio mkdomcfg "$1" "$2" "$3" > /etc/xenlab/$1.cfg
+    if xl create /etc/xenlab/$1.cfg > $VL/$1.create 2>&1; then
+        DOMU_ID=$(xl domid $1 2>/dev/null)
+        vr $1-xl-create PASS "domid $DOMU_ID"
+    else
+        vr $1-xl-create FAIL "$(tail -3 $VL/$1.create | tr '\n' ' ')"
+        xl destroy $1 2>/dev/null
+        return 1
+    fi
+}
+# con_get NAME REGEX -> first match of a sed group in the console log
+con_val() { sed -n "s/.*$1.*/\1/p" $DOMU_CON | tr -d '\r' | head -1; }
+show_console() {
+    say "---- $1 console ----"
+    sed "s/^/$1| /" $DOMU_CON 2>/dev/null | tr -d '\r' | grep -v '^.*| *$' | tail -${2:-60}
+}
+
+# vdomu_end NAME: xl destroy, device gone from /vbd, daemon alive
+vdomu_end() {
+    local n=$1 dir=/vbd/$DOMU_ID-${2:-51712}
+    xl destroy $n 2>/dev/null
+    if xl domid $n >/dev/null 2>&1; then vr $n-destroy FAIL; else vr $n-destroy PASS; fi
+    local i=0
+    while [ -e $dir ] && [ $i -lt 50 ]; do usleep 200000; i=$((i + 1)); done
+    vcheck $n-vbd-removed test ! -e $dir
+    vcheck $n-daemon-alive vbdfs_alive
+}
+
+# guest_steps NAME: one result per step of the guest's ext4 workout
+guest_steps() {
+    local st
+    for st in mkfs mount sync umount remount verify fstrim umount2 fsck blkdiscard direct-io flush; do
+        if grep -q "FS xvda $st ok" $DOMU_CON; then vr $1-guest-$st PASS
+        else vr $1-guest-$st FAIL "$(grep -m1 "FS xvda $st" $DOMU_CON | tr -d '\r')"; fi
+    done
+}
+
+# fs_domu NAME FORMAT IMAGE [extra kargs]: the full guest workout on one disk
+fs_domu() {
+    local n=$1 fmt=$2 img=$3 kargs=${4:-} dir rq_pid st
+    vdomu_create $n "$(xl_disk $fmt:$img)" "xenlab.disks=xvda xenlab.seedmb=4 xenlab.mb=4 vbdfs.fs=xvda $kargs" || return 1
+    dir=/vbd/$DOMU_ID-51712
+    i=0; while [ ! -e $dir/requests ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+    cat $dir/requests > $VL/$n.requests 2>&1 &
+    rq_pid=$!
+    if wait_grep $DOMU_CON 'XENLAB-DOMU: DONE' 240; then vr $n-guest-done PASS
+    else vr $n-guest-done FAIL "no DONE within 240s"; fi
+    show_console $n
+    rs=$(con_val 'xvda seed-read sha256=\([0-9a-f]*\)')
+    vcheck $n-reads-dom0-data [ -n "$rs" -a "$rs" = "${SEED:-none}" ]
+    ws=$(con_val 'xvda write sha256=\([0-9a-f]*\) ')
+    rb=$(con_val 'xvda write sha256=.* readback sha256=\([0-9a-f]*\)')
+    vcheck $n-write-readback [ -n "$ws" -a "$ws" = "$rb" ]
+    guest_steps $n
+    # ---- dom0's view while the guest runs
+    vcheck $n-vbd-dir test -d $dir
+    ls -l /vbd/ > $VL/$n.ls 2>&1
+    sed "s/^/ls-vbd| /" $VL/$n.ls
+    vcheck $n-vbd-name-link test -e /vbd/$n-xvda
+    f=$(awk '{print NF}' $dir/stat 2>/dev/null)
+    vcheck $n-stat-17-fields [ "$f" = 17 ]
+    cat $dir/stats > $VL/$n.stats 2>&1
+    sed "s/^/stats| /" $VL/$n.stats
+    vcheck $n-stats-flushes sh -c "grep -i 'flush' $VL/$n.stats | grep -q '[1-9]'"
+    vcheck $n-stats-discards sh -c "grep -i 'discard' $VL/$n.stats | grep -q '[1-9]'"
+    cat $dir/info > $VL/$n.info 2>&1
+    sed "s/^/info| /" $VL/$n.info
+    vcheck $n-info-format grep -qi "$fmt" $VL/$n.info
+    kill $rq_pid 2>/dev/null; wait $rq_pid 2>/dev/null
+    say "requests seen live: $(wc -l < $VL/$n.requests)"; head -3 $VL/$n.requests
+    vcheck $n-requests-stream sh -c "[ \$(wc -l < $VL/$n.requests) -gt 10 ]"
+    mkdir -p /mnt/$n
+    if mount -t ext4 -o ro,noload,loop $dir/disk /mnt/$n 2> $VL/$n.mount; then
+        vr $n-dom0-loop-mount PASS
+        ls /mnt/$n/files | head -5
+        vcheck $n-dom0-files-verify sh -c "cd /mnt/$n && sha256sum -c MANIFEST > $VL/$n.verify 2>&1"
+        umount /mnt/$n
+    else
+        vr $n-dom0-loop-mount FAIL "$(cat $VL/$n.mount)"
+    fi
+    vcheck $n-dom0-fsck /usr/local/bin/e2fsck -fn $dir/disk
+    # ---- teardown and the image itself
+    vdomu_end $n
+    case $fmt in
+        qcow2) qemu-img check $img > $VL/$n.check 2>&1; st=$?
+               sed "s/^/qemu-img-check| /" $VL/$n.check
+               vcheck $n-qemu-img-check [ $st = 0 ]
+               qemu-img convert -O raw $img /tmp/$n.raw; raw=/tmp/$n.raw ;;
+        *) raw=$img ;;
+    esac
+    tsha=$(con_val 'FS xvda tail-sha256=\([0-9a-f]*\)')
+    bytes=$(stat -c %s $raw)
+    isha=$(dd if=$raw bs=1M skip=$((bytes / 1048576 - 4)) count=4 2>/dev/null | sha256sum | cut -d' ' -f1)
+    vcheck $n-image-holds-guest-data [ -n "$tsha" -a "$tsha" = "$isha" ]
+    vcheck $n-image-fsck /usr/local/bin/e2fsck -fn $raw
+    [ "$raw" != "$img" ] && rm -f $raw
+}
+
 say "vbdfs hook: sections: $SECTIONS"
+
+# ------------------------------------------------------------------ baseline
+# The same guest workout on the kernel's xen-blkback: proves the lab guest
+# and its tools, so a failure further down is vbdfs's.
+if section baseline; then
+    say "vbdfs: baseline: guest workout on kernel xen-blkback"
+    make_image /var/lib/xenlab/v-base.img 64
+    DOMU_CON=/var/log/xen/console/guest-vbase.log
+    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio mkdomcfg vbase "'format=raw,vdev=xvda,access=rw,target=/var/lib/xenlab/v-base.img'" "vbdfs.fs=xvda" > /etc/xenlab/vbase.cfg
+    if xl create /etc/xenlab/vbase.cfg > $VL/vbase.create 2>&1 && wait_grep $DOMU_CON 'XENLAB-DOMU: DONE' 240; then
+        vr baseline-guest-done PASS
+    else
+        vr baseline-guest-done FAIL "$(tail -2 $VL/vbase.create)"
+    fi
+    show_console vbase 40
+    guest_steps baseline
+    xl destroy vbase
+    rm -f /var/lib/xenlab/v-base.img
+fi
 rmmod xen-blkback 2>/dev/null
 vcheck blkback-unloaded sh -c "! grep -q '^xen_blkback ' /proc/modules"
 
@@ -85,7 +243,7 @@ probe_domu() {
 
 if section probe; then
     say "vbdfs: hvprobe serves a real blkfront through hv_xen.c"
-    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio.gz
+    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio
     VBDFS_KARGS=
     probe_domu vbdfs-probe-copy ""
     grep -q 'ring 1 page' $VL/vbdfs-probe-copy.log && vr probe-copy-1page PASS || vr probe-copy-1page FAIL
@@ -103,7 +261,7 @@ if section hotplug; then
     fake_backend_loop vbd /tmp/hpfake.stop &
     fbpid=$!
     dd if=/dev/zero of=/var/lib/xenlab/hp.qcow2 bs=1M count=1 2>/dev/null
-    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio.gz
+    VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio
     mkdomcfg vbdfs-hp "'format=raw,vdev=xvda,access=rw,backendtype=phy,script=vbdfs-hotplug,target=qcow2:/var/lib/xenlab/hp.qcow2'" "" > /etc/xenlab/vbdfs-hp.cfg
     if xl create /etc/xenlab/vbdfs-hp.cfg > $VL/hp-create.out 2>&1; then vr hotplug-xl-create PASS
     else vr hotplug-xl-create FAIL "$(tail -3 $VL/hp-create.out | tr '\n' ' ')"; fi
@@ -121,6 +279,33 @@ if section hotplug; then
     vcheck hotplug-destroy sh -c "! xl domid vbdfs-hp"
     touch /tmp/hpfake.stop; wait $fbpid 2>/dev/null
     VBDFS_RAMDISK=
+fi
+
+if [ -x $VBDFS ] && { section raw || section qcow2 || section overlay || section nego || section life; }; then
+    vbdfs_start
+fi
+if [ ! -x $VBDFS ]; then
+    vr vbdfs-data-path SKIP "vbdfs not built yet"
+fi
+if [ -x $VBDFS ] && section raw; then
+    say "vbdfs: raw image"
+    make_image /var/lib/xenlab/v-raw.img 64
+    fs_domu vraw raw /var/lib/xenlab/v-raw.img
+fi
+if [ -x $VBDFS ] && section qcow2; then
+    say "vbdfs: qcow2 image"
+    make_image /tmp/q.raw 64
+    qemu-img convert -f raw -O qcow2 /tmp/q.raw /var/lib/xenlab/v-q.qcow2 && rm -f /tmp/q.raw
+    fs_domu vqcow2 qcow2 /var/lib/xenlab/v-q.qcow2
+fi
+if [ -x $VBDFS ] && section overlay; then
+    say "vbdfs: qcow2 overlay on a zlib-compressed qcow2 base"
+    make_image /tmp/b.raw 64
+    qemu-img convert -c -f raw -O qcow2 /tmp/b.raw /var/lib/xenlab/v-base.qcow2 && rm -f /tmp/b.raw
+    qemu-img create -q -f qcow2 -b /var/lib/xenlab/v-base.qcow2 -F qcow2 /var/lib/xenlab/v-ovl.qcow2
+    bsha=$(sha256sum < /var/lib/xenlab/v-base.qcow2)
+    fs_domu voverlay qcow2 /var/lib/xenlab/v-ovl.qcow2
+    vcheck voverlay-base-untouched [ "$(sha256sum < /var/lib/xenlab/v-base.qcow2)" = "$bsha" ]
 fi
 
 vr hook-done PASS

@@ -1,7 +1,7 @@
 #!/bin/bash
 # t/xen/mkdomu.sh - build vbdfs's domU initramfs for the xenlab.
 #
-# usage: t/xen/mkdomu.sh STAGE LAB_DOMU_ROOT OUT.cpio.gz
+# usage: t/xen/mkdomu.sh STAGE LAB_DOMU_ROOT OUT.cpio
 #   STAGE           the lab's unpacked Debian packages ($XENLAB_DIR/stage)
 #   LAB_DOMU_ROOT   the lab's domU root ($XENLAB_DIR/root-domU): busybox,
 #                   xen-blkfront
@@ -45,4 +45,4 @@ ln -sf mke2fs "$R/usr/sbin/mkfs.ext4"
 ln -sf e2fsck "$R/usr/sbin/fsck.ext4"
 # usr-merge: the guest's /sbin and /usr/sbin both resolve
 install -m 0755 "$HERE/domU-init.sh" "$R/init"
-(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 > "$OUT"
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$OUT"

@@ -70,10 +70,23 @@ done
 for p in vbd-img vbd-front; do
     [ -x "$BUILD/$p" ] && install -m 755 "$BUILD/$p" "$X/usr/local/bin/"
 done
+# dom0 tooling for the checks: qemu-img, e2fsck (the lab adds their
+# libraries), and the modules for FUSE and ext4 (same kernel as the lab's)
+for b in /usr/bin/qemu-img /sbin/e2fsck; do
+    [ -x "$b" ] && install -m 755 "$(readlink -f "$b")" "$X/usr/local/bin/"
+done
+M=$X/usr/local/lib/vbdfs-lab/modules
+mkdir -p "$M"
+KVER=$(ls "$W/stage/lib/modules" | sort -V | tail -1)
+for m in fuse crc32c_generic crc16 mbcache jbd2 ext4; do
+    f=$(find "$W/stage/lib/modules/$KVER/kernel" -name "$m.ko*" | head -1)
+    [ -n "$f" ] || fail "module $m not in the lab's kernel packages"
+    cp "$f" "$M/" && basename "$f" >> "$M/list"
+done
 [ -f "$SRC/util/vbdfs-hotplug" ] && install -m 755 "$SRC/util/vbdfs-hotplug" "$X/etc/xen/scripts/"
 [ -n "$SECTIONS" ] && echo "$SECTIONS" > "$X/etc/vbdfs-lab/sections"
 if [ -x "$SRC/t/xen/mkdomu.sh" ]; then
-    "$SRC/t/xen/mkdomu.sh" "$W/stage" "$W/root-domU" "$X/var/lib/xenlab/vbdfs-domU.cpio.gz" ||
+    "$SRC/t/xen/mkdomu.sh" "$W/stage" "$W/root-domU" "$X/var/lib/xenlab/vbdfs-domU.cpio" ||
         fail "could not build the vbdfs domU initramfs"
 fi
 
