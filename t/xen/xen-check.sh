@@ -38,7 +38,7 @@ fail() { say "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (the lab builds a dom0 root filesystem and runs qemu)"
 [ -x "$LAB/run.sh" ] && [ -x "$LAB/build.sh" ] || skip "no xenlab at $LAB (set XENLAB_SRC)"
-for p in hvprobe 460-hv-xen.t; do
+for p in hvprobe xbserve 460-hv-xen.t; do
     [ -x "$BUILD/t/xen/$p" ] || [ -x "$BUILD/t/$p" ] || fail "$p not built (run make xen-check)"
 done
 mkdir -p "$W"
@@ -63,7 +63,7 @@ X=$W/vbdfs-extra
 rm -rf "$X"
 mkdir -p "$X/usr/local/bin" "$X/usr/local/sbin" "$X/etc/vbdfs-lab" "$X/var/lib/xenlab" \
     "$X/etc/xen/scripts"
-install -m 755 "$BUILD/t/xen/hvprobe" "$BUILD/t/460-hv-xen.t" "$X/usr/local/bin/"
+install -m 755 "$BUILD/t/xen/hvprobe" "$BUILD/t/xen/xbserve" "$BUILD/t/460-hv-xen.t" "$X/usr/local/bin/"
 for p in vbdfs vbdctl; do
     [ -x "$BUILD/$p" ] && install -m 755 "$BUILD/$p" "$X/usr/local/sbin/"
 done
