@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -642,7 +643,7 @@ static void open_text(fuse_req_t req, struct vbd *v, unsigned kind, struct fuse_
 	if (!th)
 		return (void)fuse_reply_err(req, ENOMEM);
 	th->h.destroy = texth_destroy;
-	switch (kind) {
+	switch (v ? kind : K_DISKSTATS + 100) {
 	case K_STAT:
 	case K_BLKSTAT:
 		node_stat_text(v, &th->t);
@@ -657,7 +658,7 @@ static void open_text(fuse_req_t req, struct vbd *v, unsigned kind, struct fuse_
 	case K_MAP:
 		node_map_text(v, &th->t);
 		break;
-	case K_DISKSTATS:
+	case K_DISKSTATS + 100: /* the only global file (devno 0) */
 		diskstats_text(&th->t);
 		break;
 	}
@@ -834,7 +835,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* Big requests: 1 MiB, the most libfuse 3.14 allows (256 pages). */
 	conn->max_write = 1u << 20;
-	conn->max_read = 1u << 20;
 	conn->max_background = 64;        /* concurrent kernel read-ahead requests */
 	conn->congestion_threshold = 48;
 	conn->want |= FUSE_CAP_AUTO_INVAL_DATA;

@@ -99,8 +99,8 @@ static void format_rec(struct stream *s, const struct trace_rec *r)
 	int n = snprintf(s->buf + s->len, STREAM_BUF - s->len,
 			 "%3u,%-3u %2u %8" PRIu64 " %5" PRIu64 ".%09" PRIu64 " %5u  C %3s %" PRIu64
 			 " + %" PRIu32 " [%d] %" PRIu64 ".%03" PRIu64 "us\n",
-			 s->major, s->minor, (unsigned)r->queue, r->seq, t / 1000000000ull,
-			 t % 1000000000ull, (unsigned)r->domid, trace_rwbs(r), r->sector,
+			 s->major, s->minor, (unsigned)r->queue, r->seq, t / UINT64_C(1000000000),
+			 t % UINT64_C(1000000000), (unsigned)r->domid, trace_rwbs(r), r->sector,
 			 r->nr_sectors, (int)r->status, lat / 1000, lat % 1000);
 
 	if (n > 0 && (size_t)n < STREAM_BUF - s->len)
@@ -191,7 +191,9 @@ void requests_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
 	fs_fh_track(&s->h);
 	fi->fh = (uintptr_t)s;
 	fi->direct_io = 1;
-	fi->nonseekable = 1;
+	/* Seekable, though offsets mean nothing here: head(1) seeks back to
+	 * just after the last line it printed and must not get ESPIPE. */
+	fi->nonseekable = 0;
 	if (fuse_reply_open(req, fi) != 0)
 		stream_destroy(&s->h);
 }

@@ -1,0 +1,56 @@
+# t/lib-fuse.sh - helpers for the /vbd FUSE tree tests (t/400-t/449), sourced
+# after lib.sh.  Skips the test unless we can really mount FUSE as root.
+need_root "mounts FUSE"
+need_fuse
+need_cmd qemu-img qemu-utils
+FUSETREE=$VBDFS_BUILD/t/helpers/fusetree
+M=$T/mnt
+CTL=$T/ctl
+_tseq=0
+
+# start_tree [fusetree options] : mount the tree at $M, driven through $CTL
+start_tree() {
+    mkdir -p "$M"
+    "$FUSETREE" "$@" "$M" "$CTL" >"$T/tree.out" 2>"$T/tree.err" &
+    TREE_PID=$!
+    at_exit "stop_tree"
+    if ! wait_for 10 grep -q '^ready' "$T/tree.out"; then
+        cat "$T/tree.err" >&2
+        bail_out "fusetree did not mount"
+    fi
+}
+
+# stop_tree : ask the helper to quit, unmount if it did not.
+stop_tree() {
+    if [ -n "${TREE_PID:-}" ] && kill -0 "$TREE_PID" 2>/dev/null; then
+        kill -TERM "$TREE_PID" 2>/dev/null
+        _i=0
+        while kill -0 "$TREE_PID" 2>/dev/null && [ $_i -lt 100 ]; do sleep 0.05; _i=$((_i+1)); done
+        kill -KILL "$TREE_PID" 2>/dev/null
+    fi
+    mountpoint -q "$M" 2>/dev/null && fusermount3 -uz "$M" 2>/dev/null
+    TREE_PID=
+}
+
+# tcmd CMD ARGS... : run one fusetree command; non-zero (message on
+# stderr) if it failed.
+tcmd() {
+    _tseq=$((_tseq + 1))
+    echo "$_tseq $*" >"$CTL"
+    if ! wait_for 20 grep -Eq "^(done|fail) $_tseq( |\$)" "$T/tree.out"; then
+        echo "fusetree: no answer to '$*'" >&2; return 1
+    fi
+    if grep -q "^fail $_tseq " "$T/tree.out"; then
+        grep "^fail $_tseq " "$T/tree.out" >&2; return 1
+    fi
+    return 0
+}
+
+# wait_exit PID SECS : wait for PID (a child) to exit, at most SECS; its exit
+# status, or 124 (and a SIGKILL) on timeout.
+wait_exit() {
+    _i=0
+    while kill -0 "$1" 2>/dev/null && [ $_i -lt $(($2 * 20)) ]; do sleep 0.05; _i=$((_i+1)); done
+    if kill -0 "$1" 2>/dev/null; then kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; fi
+    wait "$1"
+}
