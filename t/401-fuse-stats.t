@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-fuse.sh"
 need_cmd iostat sysstat
-plan 16
+plan 17
 
 qemu-img create -q -f raw "$T/a.raw" 16M
 qemu-img create -q -f raw "$T/b.raw" 16M
@@ -42,7 +42,7 @@ is "$(printf '%s\n' "$stats" | grep -E '^(batches|batched_reqs|reqs_per_batch|ri
 tcmd spin 5-51712 4 && tcmd spin 6-51728 4
 iostat -x -f "$M" 1 3 >"$T/iostat.out" 2>&1
 rows=$(awk '$1 ~ /^vbd-/' "$T/iostat.out" | tail -n 2)
-diag "$rows"
+printf '%s\n' "$rows" | sed 's/^/# /' >&2
 is "$(printf '%s\n' "$rows" | awk '{print $1}' | sort | tr '\n' ' ')" "vbd-5-51712 vbd-6-51728 " \
     "iostat -x -f reports both VBDs"
 # Header columns: r/s is field 2, w/s field 8 (sysstat 12.6 -x layout).
@@ -51,4 +51,5 @@ rcol=$(echo "$hdr" | tr -s ' ' '\n' | grep -n '^r/s$' | cut -d: -f1)
 wcol=$(echo "$hdr" | tr -s ' ' '\n' | grep -n '^w/s$' | cut -d: -f1)
 is "$(printf '%s\n' "$rows" | awk -v r="$rcol" -v w="$wcol" '($r + 0 > 0 && $w + 0 > 0) {n++} END {print n+0}')" 2 \
     "r/s and w/s move for both during the workload"
+ok "the tree stops cleanly (exit 0)" stop_tree
 done_testing

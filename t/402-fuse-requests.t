@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-fuse.sh"
 PROBE=$VBDFS_BUILD/t/helpers/fuseprobe
-plan 17
+plan 18
 
 qemu-img create -q -f raw "$T/a.raw" 16M
 start_tree
@@ -71,4 +71,5 @@ tcmd io 5-51712 read 2 0 8
 tcmd del 5-51712
 wait_exit $cpid 10; is $? 0 "device removal ends the stream (EOF)"
 is "$(wc -l <"$T/cat.out")" 2 "after delivering what was there"
+ok "the tree stops cleanly (exit 0)" stop_tree
 done_testing

@@ -9,7 +9,7 @@
 need_cmd qemu-io qemu-utils
 need_cmd jq jq
 PROBE=$VBDFS_BUILD/t/helpers/fuseprobe
-plan 27
+plan 29
 
 # Images with a pattern of data, zeros and holes.
 fill() { # IMG FMT
@@ -63,7 +63,7 @@ printf '\167%.0s' $(seq 4096) >"$T/sevens"
 ok "a new open sees the guest's write" wait_for 5 sh -c "dd if='$M/1-51712/disk' bs=4k skip=1000 count=1 status=none | cmp -s - '$T/sevens'"
 ok "a file open since before sees it too" wait_for 5 sh -c "dd bs=4k skip=1000 count=1 status=none <&3 | cmp -s - '$T/sevens'"
 exec 3<&-
-stop_tree
+ok "clean stop" stop_tree
 
 # --writable: writes go through the image; punch hole; fsync; ro devices.
 start_tree -w
@@ -75,7 +75,7 @@ ok "write into a qcow2 through the view (fsync)" sh -c "printf 'hello vbdfs' | d
 fails "write past the end" sh -c "printf x | dd of='$M/2-51712/disk' bs=1 seek=16777216 conv=notrunc status=none"
 fails "writing a read-only device" sh -c "printf x | dd of='$M/3-51712/disk' conv=notrunc status=none"
 ok "punch a hole in the raw image" fallocate --punch-hole --keep-size -o 1048576 -l 65536 "$M/1-51712/disk"
-stop_tree
+ok "clean stop (writable)" stop_tree
 ok "qemu-io reads the write from the qcow2" qemu-io -f qcow2 -c 'read -v 3145728 11' "$T/b.qcow2"
 like "$(cat "$T/last.out")" "hello.vbdfs" "the bytes written"
 ok "qemu-img check is clean" qemu-img check -q "$T/b.qcow2"

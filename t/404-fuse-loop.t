@@ -7,7 +7,7 @@
 need_cmd mkfs.ext4 e2fsprogs
 need_cmd losetup util-linux
 losetup -f >/dev/null 2>&1 || skip_all "no free loop device"
-plan 6
+plan 7
 
 mkdir -p "$T/tree/etc" "$T/tree/data"
 echo "hello from the guest" >"$T/tree/etc/motd"
@@ -32,4 +32,5 @@ is "$(cat "$T/m2/etc/motd")" "hello from the guest" "motd reads back"
 ok "file contents equal the originals" sh -c "cmp '$T/m2/data/random.bin' '$T/tree/data/random.bin' && cmp '$T/m2/data/numbers' '$T/tree/data/numbers' && cmp '$T/m1/data/random.bin' '$T/tree/data/random.bin'"
 umount "$T/m1"; umount "$T/m2"
 ok "unmounted cleanly; the tree still serves" test -d "$M/2-51712"
+ok "the tree stops cleanly (exit 0)" stop_tree
 done_testing

@@ -20,16 +20,20 @@ start_tree() {
     fi
 }
 
-# stop_tree : ask the helper to quit, unmount if it did not.
+# stop_tree : ask the helper to quit (SIGTERM) and unmount if it did not.
+# Returns the helper's exit status (0 = clean stop, no sanitizer report);
+# its stderr is shown when that is not 0.
 stop_tree() {
-    if [ -n "${TREE_PID:-}" ] && kill -0 "$TREE_PID" 2>/dev/null; then
+    _rc=0
+    if [ -n "${TREE_PID:-}" ]; then
         kill -TERM "$TREE_PID" 2>/dev/null
-        _i=0
-        while kill -0 "$TREE_PID" 2>/dev/null && [ $_i -lt 100 ]; do sleep 0.05; _i=$((_i+1)); done
-        kill -KILL "$TREE_PID" 2>/dev/null
+        wait_exit "$TREE_PID" 20; _rc=$?
+        [ "$_rc" = 0 ] || sed 's/^/#   /' "$T/tree.err" | head -n 40 >&2
     fi
-    mountpoint -q "$M" 2>/dev/null && fusermount3 -uz "$M" 2>/dev/null
+    # Also when the helper died: a dead FUSE mount fails mountpoint(1).
+    grep -q " $M fuse" /proc/mounts && fusermount3 -uz "$M" 2>/dev/null
     TREE_PID=
+    return $_rc
 }
 
 # tcmd CMD ARGS... : run one fusetree command; non-zero (message on
