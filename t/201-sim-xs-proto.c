@@ -100,15 +100,60 @@ static void test_transactions(struct xs_handle *h, struct xs_handle *h2)
 	for (;;) {
 		tries++;
 		t = xs_transaction_start(h);
-		xs_write(h, t, "/t/c", "c", 1);
+		free(rd(h, t, "/t/c"));
+		xs_write(h, t, "/t/c", "c2", 2);
 		if (tries == 1)
-			xs_write(h2, XBT_NULL, "/t/other", "p", 1);
+			xs_write(h2, XBT_NULL, "/t/c", "p", 1);
 		if (xs_transaction_end(h, t, false))
 			break;
 		if (errno != EAGAIN || tries > 5)
 			break;
 	}
-	ok(tries == 2 && rd_is(h2, XBT_NULL, "/t/c", "c"), "retry after EAGAIN commits");
+	ok(tries == 2 && rd_is(h2, XBT_NULL, "/t/c", "c2"), "retry after EAGAIN commits");
+
+	/* Conflicts are per node: disjoint transactions both commit. */
+	xs_write(h, XBT_NULL, "/t/d1", "0", 1);
+	xs_write(h, XBT_NULL, "/t/d2", "0", 1);
+	a = xs_transaction_start(h);
+	b = xs_transaction_start(h2);
+	free(rd(h, a, "/t/d1"));
+	xs_write(h, a, "/t/d1", "a", 1);
+	xs_write(h2, b, "/t/d2", "b", 1);
+	xs_write(h2, XBT_NULL, "/t/unrelated", "u", 1);
+	ok(xs_transaction_end(h2, b, false), "a transaction commits despite unrelated writes");
+	ok(xs_transaction_end(h, a, false), "so does a disjoint concurrent one");
+	ok(rd_is(h, XBT_NULL, "/t/d1", "a") && rd_is(h, XBT_NULL, "/t/d2", "b"), "both landed");
+	/* A node read in a transaction and changed meanwhile is a conflict. */
+	a = xs_transaction_start(h);
+	free(rd(h, a, "/t/d2"));
+	xs_write(h, a, "/t/d1", "from-read", 9);
+	xs_write(h2, XBT_NULL, "/t/d2", "changed", 7);
+	errno = 0;
+	ok(!xs_transaction_end(h, a, false) && errno == EAGAIN, "what it read changed: EAGAIN");
+	ok(rd_is(h, XBT_NULL, "/t/d1", "a"), "and nothing of it landed");
+	/* Reading a missing node, which then appears, is a conflict too. */
+	a = xs_transaction_start(h);
+	free(rd(h, a, "/t/appears"));
+	xs_write(h, a, "/t/d1", "x", 1);
+	xs_write(h2, XBT_NULL, "/t/appears", "1", 1);
+	errno = 0;
+	ok(!xs_transaction_end(h, a, false) && errno == EAGAIN, "a node it found missing appeared: EAGAIN");
+	/* Creating below a removed-and-recreated directory replays in order. */
+	xs_write(h, XBT_NULL, "/t/re/old", "o", 1);
+	a = xs_transaction_start(h);
+	xs_rm(h, a, "/t/re");
+	xs_write(h, a, "/t/re/new", "n", 1);
+	ok(xs_transaction_end(h, a, false), "rm + recreate commits");
+	unsigned nn;
+	char **dd = xs_directory(h, XBT_NULL, "/t/re", &nn);
+	ok(dd && nn == 1 && strcmp(dd[0], "new") == 0, "old child gone, new child there");
+	free(dd);
+	/* The rewrite pattern: remove stale keys, write them anew (same names). */
+	a = xs_transaction_start(h);
+	xs_rm(h, a, "/t/re");
+	xs_write(h, a, "/t/re/new", "again", 5);
+	ok(xs_transaction_end(h, a, false), "rm + rewrite of the same keys commits");
+	ok(rd_is(h, XBT_NULL, "/t/re/new", "again"), "with the new value");
 
 	/* Abort discards; a read-only transaction always commits. */
 	t = xs_transaction_start(h);
@@ -272,7 +317,7 @@ int main(void)
 		bail_out("mkdtemp");
 	signal(SIGPIPE, SIG_IGN);
 	log_init("201", VLOG_ERR, false);
-	plan(58);
+	plan(68);
 	struct sim *sim = sim_start(dir, err, sizeof(err));
 	if (!sim)
 		bail_out(err);

@@ -31,6 +31,15 @@ struct xs_change {
 	bool removed;
 };
 
+/* A node a transaction looked at, as it was in the store when it did. */
+struct xs_note {
+	char *path;
+	bool existed;
+	uint64_t gen;
+};
+
+#define XS_TXN_MAX_LOG 1024u /* notes or changes; beyond: whole-store check */
+
 struct xs_txn {
 	struct xs_txn *next;
 	uint32_t id;
@@ -38,7 +47,9 @@ struct xs_txn {
 	uint64_t base_gen;
 	struct xs_change *changes;
 	uint32_t nchanges, ccap;
-	bool overflow;     /* too many changes to remember: fire the root */
+	struct xs_note *notes;
+	uint32_t nnotes, ncap;
+	bool overflow;     /* logs too long: commit only if the store is untouched */
 };
 
 struct xs_event {
@@ -380,7 +391,102 @@ static void txn_free(struct xs_txn *t)
 	for (uint32_t i = 0; i < t->nchanges; i++)
 		free(t->changes[i].path);
 	free(t->changes);
+	for (uint32_t i = 0; i < t->nnotes; i++)
+		free(t->notes[i].path);
+	free(t->notes);
 	free(t);
+}
+
+/* Remember that the transaction depends on path as it is now in its copy
+ * (the first look counts: that is the store as it was at the start). */
+static void txn_note(struct xs_txn *t, const char *path)
+{
+	if (!t || t->overflow)
+		return;
+	for (uint32_t i = 0; i < t->nnotes; i++)
+		if (strcmp(t->notes[i].path, path) == 0)
+			return;
+	/* Below a node this transaction removed, everything is its own doing
+	 * (remove a directory, write it anew: the usual way to rewrite keys);
+	 * the removal already depends on that node. */
+	for (uint32_t i = 0; i < t->nchanges; i++)
+		if (t->changes[i].removed && is_child(path, t->changes[i].path))
+			return;
+	if (t->nnotes == t->ncap) {
+		uint32_t cap = t->ncap ? t->ncap * 2 : 8;
+		struct xs_note *n = cap <= XS_TXN_MAX_LOG ? realloc(t->notes, cap * sizeof(*n)) : NULL;
+		if (!n) {
+			t->overflow = true;
+			return;
+		}
+		t->notes = n;
+		t->ncap = cap;
+	}
+	char *p = strdup(path);
+	if (!p) {
+		t->overflow = true;
+		return;
+	}
+	struct xs_node *node = xs_lookup(t->tree, path);
+	t->notes[t->nnotes++] = (struct xs_note){ .path = p, .existed = node != NULL,
+						  .gen = node ? node->gen : 0 };
+}
+
+/* Note path and its ancestors up to the first that exists: creating a node
+ * changes that ancestor's list of children. */
+static void txn_note_chain(struct xs_txn *t, const char *path)
+{
+	char buf[XENSTORE_ABS_PATH_MAX + 64];
+	if (!t)
+		return;
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (;;) {
+		txn_note(t, buf);
+		if (strcmp(buf, "/") == 0 || xs_lookup(t->tree, buf))
+			return;
+		char *slash = strrchr(buf, '/');
+		if (slash == buf)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+}
+
+/* True if every node the transaction depended on is as it was. */
+static bool txn_still_valid(const struct xs_txn *t, struct xs_tree *store)
+{
+	for (uint32_t i = 0; i < t->nnotes; i++) {
+		struct xs_node *n = xs_lookup(store, t->notes[i].path);
+		if ((n != NULL) != t->notes[i].existed || (n && n->gen != t->notes[i].gen))
+			return false;
+	}
+	return true;
+}
+
+/* Make path in the store what it is in the transaction's copy (value and
+ * permissions), creating missing ancestors as they are in the copy. */
+static void copy_node(struct xs_tree *store, struct xs_tree *copy, const char *path)
+{
+	char buf[XENSTORE_ABS_PATH_MAX + 64];
+	struct xs_who priv = { .priv = true };
+	size_t len = strlen(path);
+	bool created;
+	for (size_t end = 1; end <= len; end++) {
+		if (end < len && path[end] != '/')
+			continue;
+		memcpy(buf, path, end);
+		buf[end] = '\0';
+		struct xs_node *c = xs_lookup(copy, buf);
+		struct xs_node *m = xs_lookup(store, buf);
+		if (!c || (m && end < len))
+			continue; /* existing ancestors stay as they are */
+		if (xs_set(store, buf, c->value, c->vlen, false, priv, &created) < 0)
+			return;
+		m = xs_lookup(store, buf);
+		if (m && (m->nperms != c->nperms ||
+			  memcmp(m->perms, c->perms, c->nperms * sizeof(*c->perms)) != 0))
+			xs_set_perms(store, m, c->perms, c->nperms, priv);
+	}
 }
 
 static void txn_unlink(struct xs_conn *c, struct xs_txn *t)
@@ -401,7 +507,7 @@ static void txn_record(struct xs_txn *t, const char *path, bool removed)
 		return;
 	if (t->nchanges == t->ccap) {
 		uint32_t cap = t->ccap ? t->ccap * 2 : 8;
-		struct xs_change *n = cap <= 4096 ? realloc(t->changes, cap * sizeof(*n)) : NULL;
+		struct xs_change *n = cap <= XS_TXN_MAX_LOG ? realloc(t->changes, cap * sizeof(*n)) : NULL;
 		if (!n) {
 			t->overflow = true;
 			return;
@@ -468,6 +574,7 @@ static void do_read(struct op_ctx *o)
 {
 	if (!path_arg(o, onearg(o->r)))
 		return;
+	txn_note(o->txn, o->path);
 	struct xs_node *n = get_node(o, XS_P_READ);
 	if (n)
 		reply(o->c, o->r, n->value, n->vlen);
@@ -490,6 +597,7 @@ static void do_write(struct op_ctx *o, bool mkdir)
 	}
 	if (!path_arg(o, path))
 		return;
+	txn_note_chain(o->txn, o->path);
 	bool created;
 	int err = xs_set(o->tree, o->path, value, vlen, mkdir, who_of(o->c), &created);
 	if (err) {
@@ -505,6 +613,15 @@ static void do_rm(struct op_ctx *o)
 {
 	if (!path_arg(o, onearg(o->r)))
 		return;
+	txn_note_chain(o->txn, o->path);
+	if (o->txn && xs_lookup(o->tree, o->path)) {
+		/* The parent's list of children changes too. */
+		char parent[sizeof(o->path)];
+		snprintf(parent, sizeof(parent), "%s", o->path);
+		char *slash = strrchr(parent, '/');
+		slash[slash == parent ? 1 : 0] = '\0';
+		txn_note(o->txn, parent);
+	}
 	struct xs_node *n = xs_lookup(o->tree, o->path);
 	if (!n) {
 		/* Removing what is not there is fine if the parent exists. */
@@ -548,6 +665,7 @@ static void do_directory(struct op_ctx *o)
 {
 	if (!path_arg(o, onearg(o->r)))
 		return;
+	txn_note(o->txn, o->path);
 	struct xs_node *n = get_node(o, XS_P_READ);
 	if (!n)
 		return;
@@ -583,6 +701,7 @@ static void do_directory_part(struct op_ctx *o)
 		reply_err(o->c, o->r, EINVAL);
 		return;
 	}
+	txn_note(o->txn, o->path);
 	struct xs_node *n = get_node(o, XS_P_READ);
 	if (!n)
 		return;
@@ -613,6 +732,7 @@ static void do_get_perms(struct op_ctx *o)
 {
 	if (!path_arg(o, onearg(o->r)))
 		return;
+	txn_note(o->txn, o->path);
 	struct xs_node *n = get_node(o, XS_P_READ);
 	if (!n)
 		return;
@@ -662,6 +782,7 @@ static void do_set_perms(struct op_ctx *o)
 	}
 	if (!path_arg(o, argv[0]))
 		return;
+	txn_note(o->txn, o->path);
 	struct xs_node *node = xs_lookup(o->tree, o->path);
 	if (!node) {
 		reply_err(o->c, o->r, ENOENT);
@@ -805,6 +926,48 @@ static void do_txn_start(struct op_ctx *o)
 	reply_str(c, o->r, buf);
 }
 
+/* Commit a transaction whose logs overflowed: only if nothing at all
+ * changed since it began, by adopting its copy of the store.  False on
+ * conflict. */
+static bool commit_whole(struct xs_server *s, struct xs_txn *t)
+{
+	if (s->tree->gen != t->base_gen)
+		return false;
+	struct xs_tree *old = s->tree;
+	s->tree = t->tree;
+	/* Generations must keep growing in the adopted tree, so that a node
+	 * never gets back a generation a transaction has noted. */
+	s->tree->gen = (old->gen > t->tree->gen ? old->gen : t->tree->gen) + 1;
+	t->tree = old; /* freed with the transaction */
+	fire(s, "/", NULL, true);
+	for (uint32_t i = 0; i < t->nchanges; i++) {
+		const char *p = t->changes[i].path;
+		struct xs_node *n = xs_lookup(s->tree, p);
+		fire(s, p, n ? n : xs_lookup(old, p), t->changes[i].removed);
+	}
+	return true;
+}
+
+/* Replay the transaction's changes on the store, in order, firing the
+ * watches as the changes land. */
+static void commit_changes(struct xs_server *s, struct xs_txn *t)
+{
+	struct xs_who priv = { .priv = true };
+	for (uint32_t i = 0; i < t->nchanges; i++) {
+		const char *p = t->changes[i].path;
+		if (t->changes[i].removed) {
+			struct xs_node *n = xs_lookup(s->tree, p);
+			if (n && n->parent) {
+				fire(s, p, n, true);
+				xs_remove(s->tree, p, priv);
+			}
+		} else if (xs_lookup(t->tree, p)) {
+			copy_node(s->tree, t->tree, p);
+			fire(s, p, xs_lookup(s->tree, p), false);
+		}
+	}
+}
+
 static void do_txn_end(struct op_ctx *o)
 {
 	struct xs_conn *c = o->c;
@@ -825,29 +988,19 @@ static void do_txn_end(struct op_ctx *o)
 		reply_ok(c, o->r);
 		return;
 	}
-	if (s->tree->gen != t->base_gen) {
-		txn_free(t);
-		reply_err(c, o->r, EAGAIN);
-		return;
-	}
-	/* Nothing changed since the copy: the copy becomes the store. */
-	struct xs_tree *old = s->tree;
-	s->tree = t->tree;
-	s->tree->gen = old->gen + 1;
-	t->tree = NULL;
+	bool done;
 	if (t->overflow) {
-		fire(s, "/", NULL, true);
+		done = commit_whole(s, t);
+	} else {
+		done = txn_still_valid(t, s->tree);
+		if (done)
+			commit_changes(s, t);
 	}
-	for (uint32_t i = 0; i < t->nchanges; i++) {
-		const char *p = t->changes[i].path;
-		struct xs_node *n = xs_lookup(s->tree, p);
-		if (!n)
-			n = xs_lookup(old, p);
-		fire(s, p, n, t->changes[i].removed);
-	}
-	xs_tree_free(old);
 	txn_free(t);
-	reply_ok(c, o->r);
+	if (done)
+		reply_ok(c, o->r);
+	else
+		reply_err(c, o->r, EAGAIN);
 }
 
 static bool domid_arg(const char *s, uint16_t *domid)
