@@ -35,7 +35,7 @@ like "$(xenstore-ls -p /vbdfs/p)" 'node = "v".*\(n3\)' "recursive perms listed"
 xenstore-watch -n 3 /vbdfs/w >"$T/watch.out" 2>&1 &
 WPID=$!
 at_exit "kill $WPID 2>/dev/null"
-wait_for 5 grep -q /vbdfs/w "$T/watch.out"
+wait_for 20 grep -q /vbdfs/w "$T/watch.out"
 xenstore-write /vbdfs/w/x 1
 xenstore-write /vbdfs/other 1
 xenstore-rm /vbdfs/w

@@ -180,7 +180,7 @@ static bool wait_watch(struct xs_handle *h, const char *path, const char *token)
 {
 	struct pollfd p = { .fd = xs_fileno(h), .events = POLLIN };
 	for (;;) {
-		if (poll(&p, 1, 5000) <= 0)
+		if (poll(&p, 1, 20000) <= 0)
 			return false;
 		unsigned n;
 		char **v = xs_read_watch(h, &n);

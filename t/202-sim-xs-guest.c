@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <xenstore.h>
 
@@ -80,7 +82,7 @@ int main(void)
 		bail_out("mkdtemp");
 	signal(SIGPIPE, SIG_IGN);
 	log_init("202", VLOG_ERR, false);
-	plan(43);
+	plan(44);
 	struct sim *sim = sim_start(dir, err, sizeof(err));
 	if (!sim)
 		bail_out(err);
@@ -171,20 +173,41 @@ int main(void)
 
 	/* Watches: a guest only hears about nodes it may read; relative paths. */
 	ok(xs_watch(h4, "/local/domain/3", "w4"), "dom4 watches dom3's directory");
-	is_str(next_event(h4, 5000), "/local/domain/3", "initial event");
+	is_str(next_event(h4, 20000), "/local/domain/3", "initial event");
 	ok(xs_watch(h3, "data", "rel"), "dom3 watches a relative path");
-	is_str(next_event(h3, 5000), "data", "initial event, relative");
+	is_str(next_event(h3, 20000), "data", "initial event, relative");
 	wr_errno(h3, "data/secret", "s");
-	is_str(next_event(h3, 5000), "data/secret", "change event reported relative");
+	is_str(next_event(h3, 20000), "data/secret", "change event reported relative");
 	wr_errno(h3, "data/foo", "visible");
-	is_str(next_event(h4, 5000), "/local/domain/3/data/foo",
+	is_str(next_event(h4, 20000), "/local/domain/3/data/foo",
 	       "dom4 hears of the node it may read, not of data/secret");
+
+	/* A guest cannot open connections without end. */
+	int fds[40], refused = 0;
+	for (i = 0; i < 40; i++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sim_guest_xenstore_path(g4));
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			bail_out("connect");
+	}
+	for (i = 0; i < 40; i++) {
+		/* A request each: accepted ones answer, refused ones hang up. */
+		struct { uint32_t type, req_id, tx_id, len; } hdr = { 2 /* XS_READ */, 1, 0, 5 };
+		char buf[64];
+		if (write(fds[i], &hdr, sizeof(hdr)) != sizeof(hdr) || write(fds[i], "name", 5) != 5 ||
+		    read(fds[i], buf, sizeof(buf)) <= 0)
+			refused++;
+	}
+	is_int(refused, 40 - (32 - 1), "connections beyond 32 per guest are refused (h4 is one)");
+	for (i = 0; i < 40; i++)
+		close(fds[i]);
 
 	/* The domain goes: its connections end, its directory goes. */
 	xs_watch(h0, "@releaseDomain", "rel");
-	is_str(next_event(h0, 5000), "@releaseDomain", "dom0 watches @releaseDomain");
+	is_str(next_event(h0, 20000), "@releaseDomain", "dom0 watches @releaseDomain");
 	sim_guest_disconnect(g3);
-	is_str(next_event(h0, 5000), "@releaseDomain", "fires when dom3 disconnects");
+	is_str(next_event(h0, 20000), "@releaseDomain", "fires when dom3 disconnects");
 	is_int(rd_errno(h0, "/local/domain/3/name"), ENOENT, "dom3's directory is gone");
 	ok(rd_errno(h3, "name") != 0, "dom3's xenstore connection is closed");
 

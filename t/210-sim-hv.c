@@ -64,7 +64,7 @@ static void child(void)
 	/* Wait for the backend's kick, check what it wrote, kick back. */
 	struct pollfd p = { .fd = sim_guest_evtchn_fd(g, (uint32_t)l.port), .events = POLLIN };
 	char res = 'T';
-	if (poll(&p, 1, 10000) != 1)
+	if (poll(&p, 1, 20000) != 1)
 		res = 'P';
 	else if (sim_guest_evtchn_ack(g, (uint32_t)l.port) != 1)
 		res = 'A';
@@ -84,7 +84,7 @@ static bool wait_watch(struct xs_handle *h, const char *path)
 {
 	struct pollfd p = { .fd = xs_fileno(h), .events = POLLIN };
 	for (;;) {
-		if (poll(&p, 1, 10000) <= 0)
+		if (poll(&p, 1, 20000) <= 0)
 			return false;
 		unsigned n;
 		char **v = xs_read_watch(h, &n);
@@ -224,7 +224,7 @@ int main(void)
 	if (res != 'T')
 		diag("guest reported %c", res);
 	struct pollfd p = { .fd = hv->ops->evtchn_fd(ch), .events = POLLIN };
-	is_int(poll(&p, 1, 10000), 1, "guest's kick makes the backend fd readable");
+	is_int(poll(&p, 1, 20000), 1, "guest's kick makes the backend fd readable");
 	is_int(hv->ops->evtchn_ack(ch), 1, "ack consumes it");
 	is_int(hv->ops->evtchn_ack(ch), 0, "then nothing is pending");
 

@@ -27,6 +27,8 @@
 
 #include "util/log.h"
 
+#define SIM_MAX_GUEST_CONNS 32u
+
 enum ent_kind { ENT_STOP, ENT_XS_LISTEN, ENT_XS_CONN, ENT_HV_LISTEN, ENT_HV_CONN };
 
 struct ent {
@@ -139,6 +141,15 @@ static void domain_hook(void *arg, uint16_t domid, bool up)
 	e->path = strdup(path);
 }
 
+/* Live xenstore connections of a guest domain. */
+static unsigned guest_conns(const struct sim *s, uint16_t domid)
+{
+	unsigned n = 0;
+	for (const struct ent *e = s->ents; e; e = e->next)
+		n += e->kind == ENT_XS_CONN && e->domid == domid && !e->dead;
+	return n;
+}
+
 static void accept_conns(struct sim *s, struct ent *l)
 {
 	for (;;) {
@@ -147,6 +158,15 @@ static void accept_conns(struct sim *s, struct ent *l)
 			if (errno != EAGAIN && errno != EINTR)
 				log_limited(&sim_rl, VLOG_WARN, "sim: accept: %s", strerror(errno));
 			return;
+		}
+		/* Each connection's memory is bounded; so is their number per guest. */
+		if (l->kind == ENT_XS_LISTEN && l->domid != 0 &&
+		    guest_conns(s, l->domid) >= SIM_MAX_GUEST_CONNS) {
+			log_limited(&sim_rl, VLOG_WARN,
+				    "sim: dom%u has %u xenstore connections; refusing more",
+				    l->domid, SIM_MAX_GUEST_CONNS);
+			close(fd);
+			continue;
 		}
 		struct ent *e = ent_add(s, l->kind == ENT_HV_LISTEN ? ENT_HV_CONN : ENT_XS_CONN, fd,
 					EPOLLIN);
