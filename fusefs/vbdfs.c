@@ -1,0 +1,339 @@
+/*
+ * vbdfs - the daemon: serves Xen guest disks (blkback over libxenstore and
+ * the hypervisor transport) and exports them as the /vbd FUSE tree.
+ *
+ *   vbdfs [--sim DIR] [-f] [--backend-type vbdfs|vbd] [-v] [--pidfile FILE]
+ *         [--no-mount] [MOUNTPOINT]
+ *
+ * Start-up order: simulator (with --sim), hypervisor transport, xenstore
+ * watcher, FUSE mount.  Without -f the process forks first and the parent
+ * waits until the child reports that all of that worked, so every start-up
+ * error is printed on the terminal and reflected in the exit status.
+ * SIGTERM/SIGINT/SIGHUP shut down in reverse order: every device is
+ * disconnected cleanly (backend Closing then Closed, engine stopped, image
+ * flushed and closed) before the process exits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blkback/hv.h"
+#include "blkback/sim/sim.h"
+#include "blkback/xenbus.h"
+#include "util/log.h"
+
+struct opts {
+	const char *sim_dir;
+	const char *backend_type;
+	const char *pidfile;
+	const char *mountpoint;
+	bool foreground;
+	bool verbose;
+	bool no_mount;
+	struct xenbus_config xb;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: vbdfs [OPTIONS] [MOUNTPOINT]\n"
+"Serve Xen guest disks from raw, qcow2 and qcow images, and show each disk\n"
+"under MOUNTPOINT (usually /vbd) as a FUSE tree.\n"
+"\n"
+"Options:\n"
+"  --sim DIR             host a simulated hypervisor at DIR (DIR/xenstored,\n"
+"                        DIR/hypervisor) instead of using real Xen\n"
+"  -f, --foreground      stay in the foreground, log to stderr\n"
+"  --backend-type TYPE   vbdfs (default: disks attached with vbdctl) or vbd\n"
+"                        (disks xl creates with backendtype=phy and a no-op\n"
+"                        hotplug script; xen-blkback must not be loaded)\n"
+"  --pidfile FILE        write the daemon's process id to FILE\n"
+"  --no-mount            serve disks without mounting the FUSE tree\n"
+"  --max-queues N        multi-queue-max-queues offered (default: CPUs, max 16)\n"
+"  --max-ring-order N    max-ring-page-order offered (0..4, default 4)\n"
+"  --max-indirect N      feature-max-indirect-segments offered (default 256,\n"
+"                        0 = no indirect requests)\n"
+"  --no-persistent       do not offer persistent grants\n"
+"  --direct-io           open images with OPT_DIRECT\n"
+"  -v, --verbose         log every XenBus state change (debug level)\n"
+"  -h, --help            this help\n"
+"\n"
+"Without --sim, vbdfs needs a Xen dom0 (/dev/xen/evtchn, /dev/xen/gntdev,\n"
+"xenstored).  Signals TERM, INT and HUP disconnect every disk cleanly and exit.\n");
+}
+
+static int parse_num(const char *s, unsigned max, unsigned *out, const char *opt)
+{
+	uint64_t v;
+
+	if (xb_parse_uint(s, max, &v) < 0) {
+		fprintf(stderr, "vbdfs: %s wants a number in 0..%u, not '%s'\n", opt, max, s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* 0 ok, 1 = exit 0 (help), -1 = usage error. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { OPT_SIM = 256, OPT_TYPE, OPT_PIDFILE, OPT_NOMOUNT, OPT_MAXQ, OPT_ORDER, OPT_INDIRECT,
+	       OPT_NOPERS, OPT_DIRECT };
+	static const struct option longopts[] = {
+		{ "sim", required_argument, NULL, OPT_SIM },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "backend-type", required_argument, NULL, OPT_TYPE },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "no-mount", no_argument, NULL, OPT_NOMOUNT },
+		{ "max-queues", required_argument, NULL, OPT_MAXQ },
+		{ "max-ring-order", required_argument, NULL, OPT_ORDER },
+		{ "max-indirect", required_argument, NULL, OPT_INDIRECT },
+		{ "no-persistent", no_argument, NULL, OPT_NOPERS },
+		{ "direct-io", no_argument, NULL, OPT_DIRECT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SIM: o->sim_dir = optarg; break;
+		case 'f': o->foreground = true; break;
+		case OPT_TYPE:
+			if (strcmp(optarg, "vbdfs") != 0 && strcmp(optarg, "vbd") != 0) {
+				fprintf(stderr, "vbdfs: unknown backend type '%s' (use vbdfs or vbd)\n",
+					optarg);
+				return -1;
+			}
+			o->backend_type = optarg;
+			break;
+		case OPT_PIDFILE: o->pidfile = optarg; break;
+		case OPT_NOMOUNT: o->no_mount = true; break;
+		case OPT_MAXQ:
+			if (parse_num(optarg, ENGINE_MAX_QUEUES, &o->xb.max_queues, "--max-queues") < 0)
+				return -1;
+			if (o->xb.max_queues == 0) {
+				fprintf(stderr, "vbdfs: --max-queues must be at least 1\n");
+				return -1;
+			}
+			break;
+		case OPT_ORDER:
+			if (parse_num(optarg, ENGINE_MAX_RING_ORDER, &o->xb.max_ring_order,
+				      "--max-ring-order") < 0)
+				return -1;
+			break;
+		case OPT_INDIRECT:
+			if (parse_num(optarg, 4096, &o->xb.max_indirect_segs, "--max-indirect") < 0)
+				return -1;
+			break;
+		case OPT_NOPERS: o->xb.no_persistent = true; break;
+		case OPT_DIRECT: o->xb.direct_io = true; break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind < argc)
+		o->mountpoint = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "vbdfs: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Daemonizing.  Threads do not survive fork(), so the fork comes first:
+ * the parent only waits on a pipe for one status byte from the child
+ * (0 = running) and exits with it.  The child starts a new session and
+ * does all the setup with stderr still on the terminal.
+ */
+static int ready_fd = -1;
+
+static void daemon_fork(void)
+{
+	int p[2];
+	pid_t pid;
+	unsigned char status = 1;
+
+	if (pipe(p) < 0) {
+		fprintf(stderr, "vbdfs: pipe: %s\n", strerror(errno));
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "vbdfs: fork: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1; /* the child died before reporting */
+		_exit(status);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	setsid();
+}
+
+/* Tell the waiting parent how setup went; detach from the terminal. */
+static void daemon_ready(unsigned char status)
+{
+	int fd;
+
+	if (ready_fd < 0)
+		return;
+	if (status == 0) {
+		log_init("vbdfs", log_enabled(VLOG_DEBUG) ? VLOG_DEBUG : VLOG_INFO, true);
+		if (chdir("/") < 0)
+			log_warn("chdir /: %s", strerror(errno));
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+	}
+	if (write(ready_fd, &status, 1) != 1)
+		log_warn("cannot report to the parent: %s", strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+		log_err("cannot write pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* xenbus lost xenstore: nothing to serve any more, shut down. */
+static void xenbus_fatal(const char *why)
+{
+	log_err("%s; shutting down", why);
+	kill(getpid(), SIGTERM);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct sim *sim = NULL;
+	struct hv *hv = NULL;
+	struct xenbus *xb = NULL;
+	char err[512], path[PATH_MAX];
+	sigset_t sigs;
+	int sig, r, status = 1;
+
+	log_init("vbdfs", VLOG_INFO, false);
+	xenbus_config_defaults(&o.xb);
+	r = parse_args(argc, argv, &o);
+	if (r)
+		return r > 0 ? 0 : 2;
+	if (o.verbose)
+		log_set_level(VLOG_DEBUG);
+	if (o.mountpoint && !o.no_mount) {
+		struct stat st;
+		if (stat(o.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			log_err("mount point %s: %s", o.mountpoint,
+				errno && stat(o.mountpoint, &st) < 0 ? strerror(errno) : "not a directory");
+			return 1;
+		}
+	}
+
+	/* Signals are taken by sigwait() in this thread only; every thread
+	 * started below inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!o.foreground)
+		daemon_fork();
+
+	if (o.sim_dir) {
+		sim = sim_start(o.sim_dir, err, sizeof(err));
+		if (!sim) {
+			log_err("cannot start the simulated hypervisor at %s: %s", o.sim_dir, err);
+			goto out;
+		}
+		if (snprintf(path, sizeof(path), "%s/xenstored", o.sim_dir) >= (int)sizeof(path)) {
+			log_err("--sim path too long");
+			goto out;
+		}
+		setenv("XENSTORED_PATH", path, 1); /* for our own libxenstore client */
+		hv = hv_open_sim(o.sim_dir, err, sizeof(err));
+	} else {
+		hv = hv_open_xen(err, sizeof(err));
+	}
+	if (!hv) {
+		log_err("cannot open the hypervisor: %s%s", err,
+			o.sim_dir ? "" : " (not a Xen dom0? try --sim DIR for the simulator)");
+		goto out;
+	}
+
+	o.xb.hv = hv;
+	o.xb.backend_type = o.backend_type;
+	o.xb.engine = &xenbus_engine_default;
+	o.xb.fatal = xenbus_fatal;
+	xb = xenbus_start(&o.xb, err, sizeof(err));
+	if (!xb) {
+		log_err("%s", err);
+		goto out;
+	}
+
+	/*
+	 * The /vbd FUSE tree (fusefs/) mounts here, after the backend is up
+	 * and before the daemon detaches, so mount errors reach the terminal:
+	 *     if (o.mountpoint && !o.no_mount) { fs = <fusefs mount>(...); if (!fs) goto out; }
+	 * and it is unmounted first on shutdown (below).
+	 */
+	if (o.mountpoint && !o.no_mount)
+		log_warn("this build has no FUSE tree yet: serving disks without mounting %s",
+			 o.mountpoint);
+
+	if (o.pidfile && write_pidfile(o.pidfile) < 0)
+		goto out;
+	log_info("vbdfs %s: ready (%s)", o.sim_dir ? "simulator" : "xen",
+		 o.sim_dir ? o.sim_dir : "real hypervisor");
+	daemon_ready(0);
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		log_info("signal %s: disconnecting every disk and stopping", strsignal(sig));
+		break;
+	}
+	status = 0;
+out:
+	/* (FUSE unmount goes here, first.) */
+	xenbus_stop(xb);
+	if (hv)
+		hv_close(hv);
+	if (sim)
+		sim_stop(sim);
+	if (o.pidfile && status == 0)
+		unlink(o.pidfile);
+	daemon_ready(1);
+	if (status == 0)
+		log_info("stopped");
+	return status;
+}
