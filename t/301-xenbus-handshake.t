@@ -7,7 +7,8 @@
 . "$(dirname "$0")/sim-lib.sh"
 . "$(dirname "$0")/xb-lib.sh"
 need_cmd xenstore-write xenstore-utils
-plan 45
+need_cmd jq jq
+plan 48
 sim_start
 xbback_start --max-queues 4
 domain_up 5 web5
@@ -36,6 +37,15 @@ is "$(xenstore-read "$BE/sector-size")" 512 "sector-size"
 is "$(xenstore-read "$BE/physical-sector-size")" 4096 "physical-sector-size"
 like "$(cat "$T/xbback.out")" "start 5/51712 abi=x86_64-abi order=0 queues=1 q0=8:5 persistent=1 ro=0" \
     "engine started with the frontend's ring, channel, ABI and persistent grants"
+
+# The device's info (what /vbd/<dev>/info shows), as JSON and text.
+kill -USR1 "$XBBACK_PID"
+wait_for 5 grep -q "^end info" "$T/xbback.out"
+sed -n '/^info 1$/,/^end info$/p' "$T/xbback.out" | grep '^{' >"$T/info.json"
+is "$(jq -r '.vdev + " " + .backend_state + " " + .frontend_state + " " + .format + " " + .mode' "$T/info.json")" \
+    "xvda Connected Initialised raw w" "info JSON: vdev, states, format, mode"
+is "$(jq -r '.engine.fake' "$T/info.json")" true "info JSON embeds the engine's object"
+like "$(cat "$T/xbback.out")" "backend-state: 4 \(Connected\)" "info text: backend state"
 
 # Frontend closes: Closing -> Closing, Closed -> engine stopped, Closed.
 xenstore-write "$FE/state" 5

@@ -6,14 +6,17 @@
  *   xbback [--backend-type T] [--max-queues N] [--max-ring-order N]
  *          [--no-persistent]
  *   FAKE_ENGINE_FAIL=1  makes engine_start fail
- * Prints "ready" once watching; runs until SIGTERM/SIGINT, then stops
- * cleanly (every device Closing/Closed) and prints "stopped".
+ * Prints "ready" once watching; on SIGUSR1 prints "info N" and then the
+ * info of every registered device, as JSON (one line each) and as text;
+ * runs until SIGTERM/SIGINT, then stops cleanly (every device
+ * Closing/Closed) and prints "stopped".
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blkback/vbd.h"
 #include "blkback/xenbus.h"
 #include "util/log.h"
 
@@ -71,6 +74,24 @@ static const struct xenbus_engine_ops fake_ops = {
 	fake_start, fake_stop, fake_set_sectors, fake_info,
 };
 
+static void dump_info(void)
+{
+	struct vbd *v[64];
+	char buf[8192];
+	size_t n = vbd_list(v, 64);
+
+	printf("info %zu\n", n);
+	for (size_t i = 0; i < n; i++) {
+		vbd_format_info(v[i], buf, sizeof(buf), true);
+		printf("%s", buf);
+		vbd_format_info(v[i], buf, sizeof(buf), false);
+		printf("%s", buf);
+		vbd_put(v[i]);
+	}
+	printf("end info\n");
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	struct xenbus_config cfg;
@@ -99,6 +120,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	xb = xenbus_start(&cfg, err, sizeof(err));
 	if (!xb) {
@@ -107,7 +129,8 @@ int main(int argc, char **argv)
 	}
 	printf("ready\n");
 	fflush(stdout);
-	sigwait(&set, &sig);
+	while (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
+		dump_info();
 	xenbus_stop(xb);
 	printf("stopped\n");
 	return 0;
