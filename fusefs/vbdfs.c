@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -224,6 +226,25 @@ static int write_pidfile(const char *path)
 	return 0;
 }
 
+/* True if something already answers on DIR/xenstored: another vbdfs
+ * serves this simulator, and starting a second one would steal its
+ * sockets from under its guests. */
+static bool sim_in_use(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/xenstored", dir) >=
+	    (int)sizeof(sa.sun_path))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return r == 0;
+}
+
 /* xenbus lost xenstore: nothing to serve any more, shut down. */
 static void xenbus_fatal(const char *why)
 {
@@ -266,6 +287,11 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (o.sim_dir && sim_in_use(o.sim_dir)) {
+		log_err("%s/xenstored is already served (another vbdfs --sim %s is running)",
+			o.sim_dir, o.sim_dir);
+		return 1;
+	}
 	if (!o.foreground)
 		daemon_fork();
 

@@ -4,7 +4,7 @@
 # serves guests after detaching, and removes the pid file on SIGTERM.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/xb-lib.sh"
-plan 17
+plan 19
 SIM=$T/sim
 XENSTORED_PATH=$SIM/xenstored
 export XENSTORED_PATH
@@ -35,6 +35,10 @@ PID=$(cat "$T/pid")
 at_exit "kill $PID 2>/dev/null"
 ok "pid file names a running process" kill -0 "$PID"
 is "$(ps -o sid= -p "$PID" | tr -d ' ')" "$PID" "the daemon leads its own session"
+
+"$VBDFS" --sim "$SIM" -f 2>"$T/err"
+is "$?" 1 "a second vbdfs on the same simulator directory: exit 1"
+like "$(cat "$T/err")" "already served" "says another vbdfs serves it"
 
 # It serves a guest (its threads were started after the fork).
 truncate -s 16M "$T/d.img"
