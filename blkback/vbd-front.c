@@ -58,6 +58,7 @@ static void usage(FILE *f)
 "  --unaligned          data may start at any sector of a page\n"
 "  --verify             write patterns, check every read, read back at the end\n"
 "  --fill               write the whole region, then verify it\n"
+"  --filled             the region holds an earlier --fill (same --seed): verify\n"
 "  --seed N             (default 1)\n"
 "  --reconnect N        N more cycles of connect, I/O, close\n"
 "  --evil MODE          sector-range, bad-grant, bad-segs, bad-op, storm,\n"
@@ -70,7 +71,7 @@ enum {
 	O_SIM = 256, O_DOMID, O_NAME, O_WAIT, O_LIST, O_TIMEOUT, O_MEM, O_RING_ORDER, O_QUEUES,
 	O_ABI, O_PERSISTENT, O_INDIRECT, O_NO_FLUSH, O_NO_DISCARD, O_PATTERN, O_RW, O_MIX, O_BS,
 	O_QD, O_DURATION, O_BYTES, O_IOS, O_OFFSET, O_SIZE, O_FLUSH_EVERY, O_DISCARD_EVERY,
-	O_UNALIGNED, O_VERIFY, O_FILL, O_SEED, O_RECONNECT, O_EVIL, O_JSON,
+	O_UNALIGNED, O_VERIFY, O_FILL, O_FILLED, O_SEED, O_RECONNECT, O_EVIL, O_JSON,
 };
 
 static const struct option longopts[] = {
@@ -103,6 +104,7 @@ static const struct option longopts[] = {
 	{ "unaligned", no_argument, NULL, O_UNALIGNED },
 	{ "verify", no_argument, NULL, O_VERIFY },
 	{ "fill", no_argument, NULL, O_FILL },
+	{ "filled", no_argument, NULL, O_FILLED },
 	{ "seed", required_argument, NULL, O_SEED },
 	{ "reconnect", required_argument, NULL, O_RECONNECT },
 	{ "evil", required_argument, NULL, O_EVIL },
@@ -233,6 +235,7 @@ static void parse(int argc, char **argv, struct vf_opts *o, char ***want, int *n
 		case O_UNALIGNED: o->unaligned = true; break;
 		case O_VERIFY: o->verify = true; break;
 		case O_FILL: o->fill = true; break;
+		case O_FILLED: o->filled = true; break;
 		case O_SEED: o->seed = num("--seed", optarg, UINT64_MAX); break;
 		case O_RECONNECT: o->reconnect = (unsigned)num("--reconnect", optarg, 100000); break;
 		case O_EVIL:
@@ -266,7 +269,7 @@ static void parse(int argc, char **argv, struct vf_opts *o, char ***want, int *n
 		die_usage("--qd must be at least 1%s", "");
 	if (!o->queues)
 		die_usage("--queues must be at least 1%s", "");
-	if (o->fill)
+	if (o->fill || o->filled)
 		o->verify = true;
 }
 
@@ -388,6 +391,9 @@ static int plan_region(struct vf_dev *d)
 			snprintf(d->error, sizeof(d->error), "out of memory for the verify map");
 			return -1;
 		}
+		atomic_store(&d->next_gen, VF_FILL_GEN);
+		for (uint64_t i = 0; o->filled && i < len / VF_SECTOR; i++)
+			d->gens[i] = VF_FILL_GEN;
 		d->region_start = o->offset;
 		d->region_len = len;
 	} else if (o->verify && (d->region_start != o->offset || d->region_len != len)) {

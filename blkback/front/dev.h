@@ -28,7 +28,7 @@ struct vf_opts {
 	const char *sim_dir;
 	uint16_t domid;
 	const char *name;
-	bool wait, list, json, verify, fill, unaligned;
+	bool wait, list, json, verify, fill, filled, unaligned;
 	unsigned ring_order;          /* wanted; capped by the backend */
 	unsigned queues;              /* wanted; capped by the backend */
 	enum blkif_abi abi;

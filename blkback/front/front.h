@@ -48,6 +48,9 @@ uint64_t vf_mix(uint64_t a, uint64_t b);
 
 /* ---- verify patterns (pattern.c) ---- */
 
+/* The generation --fill writes everywhere (so --filled can check it). */
+#define VF_FILL_GEN 1u
+
 /* Fill len bytes (a multiple of 512) that will sit at byte offset off of
  * the disk with the pattern of generation gen (>= 1). */
 void vf_pattern_fill(void *buf, uint64_t off, size_t len, uint32_t gen, uint64_t seed);

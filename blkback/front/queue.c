@@ -36,6 +36,7 @@ struct qrun {
 	struct vf_io *ios;
 	unsigned nios, inflight;
 	uint64_t rng;             /* for --unaligned */
+	uint32_t fill_gen;        /* VF_FILL_GEN in the fill phase, else 0 */
 	bool pushed;              /* requests queued since the last push */
 };
 
@@ -324,8 +325,10 @@ static int submit_io(struct qrun *qr, struct vf_io *io)
 	io->busy = true;
 	io->start_ns = now_ns();
 	if (io->d.op == VF_OP_WRITE && d->opts->verify) {
-		io->gen = atomic_fetch_add(&d->next_gen, 1) + 1;
-		if (!io->gen) /* wrapped: 0 means unknown */
+		/* --fill writes one well-known generation, so that a later
+		 * process can check the disk with --filled. */
+		io->gen = qr->fill_gen;
+		while (io->gen <= VF_FILL_GEN) /* 0 = unknown; wraps skip 0, 1 */
 			io->gen = atomic_fetch_add(&d->next_gen, 1) + 1;
 	}
 	if (io->d.op == VF_OP_DISCARD && d->gens) {
@@ -659,8 +662,10 @@ void *vf_queue_main(void *arg)
 	}
 	if (o->fill && !q->broken) {
 		init_phase(&qr, &ph, "fill", VF_SEQ, VF_RW_WRITE, true);
+		qr.fill_gen = VF_FILL_GEN;
 		if (!q->broken)
 			run_phase(&qr, &ph);
+		qr.fill_gen = 0;
 	}
 	if ((!o->fill || o->ios || o->bytes || o->duration_ns) && !q->broken) {
 		init_phase(&qr, &ph, "workload", o->pattern, o->rw, false);
