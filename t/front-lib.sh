@@ -30,3 +30,16 @@ front_start() {
 front_wait() { wait "$FRONT_PID"; }
 
 front_run() { front_start "$@"; front_wait; }
+
+# simback_start [ARGS]: the backend (xenbus + real engine, no FUSE) on $SIM
+SIMBACK=$VBDFS_BUILD/t/helpers/simback
+simback_start() {
+    "$SIMBACK" "$SIM" "$@" >"$T/simback.out" 2>"$T/simback.err" &
+    SIMBACK_PID=$!
+    at_exit "kill $SIMBACK_PID 2>/dev/null; wait $SIMBACK_PID 2>/dev/null"
+    wait_for 10 grep -q ready "$T/simback.out" || bail_out "simback did not start: $(cat "$T/simback.err")"
+}
+simback_alive() { kill -0 "$SIMBACK_PID" 2>/dev/null; }
+
+# jf EXPR: a jq expression over the last --json report ($T/f.out)
+jf() { jq -r "$1" "$T/f.out"; }
