@@ -328,7 +328,7 @@ static int submit_io(struct qrun *qr, struct vf_io *io)
 		/* --fill writes one well-known generation, so that a later
 		 * process can check the disk with --filled. */
 		io->gen = qr->fill_gen;
-		while (io->gen <= VF_FILL_GEN) /* 0 = unknown; wraps skip 0, 1 */
+		while (!qr->fill_gen && io->gen <= VF_FILL_GEN) /* 0 = unknown; wraps skip 0, 1 */
 			io->gen = atomic_fetch_add(&d->next_gen, 1) + 1;
 	}
 	if (io->d.op == VF_OP_DISCARD && d->gens) {
