@@ -1141,7 +1141,7 @@ int vbdfs_fuse_start(const char *mountpoint, const struct vbdfs_fuse_opts *o,
 	fs_conf.allow_other = o->allow_other;
 	fs_conf.has_group = o->allow_other && o->has_group;
 	fs_conf.gid = o->group;
-	fs_conf.readahead_mib = o->readahead_mib ? o->readahead_mib : 8;
+	fs_conf.readahead_mib = o->readahead_mib ? o->readahead_mib : 16;
 	if (fs_conf.readahead_mib > 64)
 		fs_conf.readahead_mib = 64;
 	on_unmount = o->on_unmount;

@@ -26,7 +26,7 @@ struct vbdfs_fuse_opts {
 	bool has_group;     /* with allow_other: this group may read (files 0440, dirs 0550) */
 	gid_t group;
 	unsigned threads;   /* FUSE worker threads; 0 = default (8) */
-	unsigned readahead_mib; /* per-open prefetch window of disk; 0 = default (8) */
+	unsigned readahead_mib; /* per-open prefetch window of disk, MiB (max 64); 0 = default (16) */
 	bool debug;         /* libfuse request tracing on stderr */
 	/* Called once, from a FUSE thread, when the filesystem goes away by
 	 * itself (fusermount3 -u, umount): the daemon should call

@@ -34,9 +34,12 @@
 #define RA_CHUNK (1u << 20)
 #define RA_SLOTS 64           /* upper bound; readahead_mib decides how many are used */
 #define RA_WORKERS 2
+#define RA_MEM_MAX (512ull << 20) /* all open files' read-ahead buffers together */
 #define SEQ_TRIGGER 2         /* sequential reads before prefetching */
 
-enum slot_state { SLOT_EMPTY, SLOT_LOADING, SLOT_READY };
+/* EMPTY -> QUEUED (prefetch) -> LOADING (a worker, or a reader that
+ * needs it before any worker took it) -> READY or EMPTY (error). */
+enum slot_state { SLOT_EMPTY, SLOT_QUEUED, SLOT_LOADING, SLOT_READY };
 
 struct ra_slot {
 	enum slot_state state;
@@ -47,6 +50,7 @@ struct ra_slot {
 	char *buf;
 	struct diskh *owner;
 	struct ra_slot *job_next; /* on the job queue */
+	bool in_queue;            /* job_lock */
 };
 
 struct diskh {
@@ -61,6 +65,8 @@ struct diskh {
 	struct ra_slot slot[RA_SLOTS];
 	unsigned users;          /* its slots queued or being filled (job_lock) */
 };
+
+static atomic_uint_fast64_t ra_mem;   /* bytes of slot buffers allocated */
 
 /* Bumped by every write through this tree (guest writes show in stats). */
 static atomic_uint_fast64_t fuse_writes;
@@ -90,6 +96,7 @@ static void diskh_destroy(struct fh *h)
 	pthread_mutex_lock(&job_lock);
 	for (struct ra_slot **p = &job_head; *p;) {
 		if ((*p)->owner == d) {
+			(*p)->in_queue = false;
 			*p = (*p)->job_next;
 			d->users--;
 		} else {
@@ -102,8 +109,11 @@ static void diskh_destroy(struct fh *h)
 	while (d->users && !job_stop)
 		pthread_cond_wait(&job_idle, &job_lock);
 	pthread_mutex_unlock(&job_lock);
-	for (unsigned i = 0; i < RA_SLOTS; i++)
+	for (unsigned i = 0; i < RA_SLOTS; i++) {
+		if (d->slot[i].buf)
+			atomic_fetch_sub(&ra_mem, RA_CHUNK);
 		free(d->slot[i].buf);
+	}
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	vbd_put(d->v);
@@ -171,13 +181,14 @@ static void prefetch(struct diskh *d, uint64_t end)
 				s = &d->slot[i];
 		if (!s)
 			break;
-		s->state = SLOT_LOADING;
+		s->state = SLOT_QUEUED;
 		s->chunk = c;
 		s->len = 0;
 		s->err = 0;
 		s->owner = d;
 		pthread_mutex_lock(&job_lock);
 		s->job_next = NULL;
+		s->in_queue = true;
 		if (job_tail)
 			job_tail->job_next = s;
 		else
@@ -189,7 +200,7 @@ static void prefetch(struct diskh *d, uint64_t end)
 	}
 }
 
-/* Fetch one queued chunk (a worker owns the slot while LOADING). */
+/* Fetch one chunk taken off the queue (its taker owns it while LOADING). */
 static void fill_slot(struct ra_slot *s)
 {
 	struct diskh *d = s->owner;
@@ -199,8 +210,15 @@ static void fill_slot(struct ra_slot *s)
 	int rc;
 
 	pthread_mutex_lock(&d->lock);
-	if (!s->buf)
+	s->state = SLOT_LOADING;
+	/* Past the global budget the chunk is dropped: readers read directly. */
+	if (!s->buf && atomic_fetch_add(&ra_mem, RA_CHUNK) + RA_CHUNK <= RA_MEM_MAX) {
 		s->buf = malloc(RA_CHUNK);
+		if (!s->buf)
+			atomic_fetch_sub(&ra_mem, RA_CHUNK);
+	} else if (!s->buf) {
+		atomic_fetch_sub(&ra_mem, RA_CHUNK);
+	}
 	size = img_size(d->img);
 	off = s->chunk * RA_CHUNK;
 	len = off < size ? (uint32_t)(size - off < RA_CHUNK ? size - off : RA_CHUNK) : 0;
@@ -233,6 +251,7 @@ static void *ra_main(void *arg)
 		job_head = s->job_next;
 		if (!job_head)
 			job_tail = NULL;
+		s->in_queue = false;
 		d = s->owner;
 		pthread_mutex_unlock(&job_lock);
 		fill_slot(s);
@@ -242,6 +261,32 @@ static void *ra_main(void *arg)
 	}
 	pthread_mutex_unlock(&job_lock);
 	return NULL;
+}
+
+/* Take a queued slot off the job queue; false if a worker already has it.
+ * Caller holds d->lock. */
+static bool steal(struct diskh *d, struct ra_slot *s)
+{
+	bool mine = false;
+
+	pthread_mutex_lock(&job_lock);
+	if (s->in_queue) {
+		struct ra_slot **p = &job_head;
+		while (*p && *p != s)
+			p = &(*p)->job_next;
+		if (*p) {
+			*p = s->job_next;
+			job_tail = NULL;
+			for (struct ra_slot *q = job_head; q; q = q->job_next)
+				job_tail = q;
+			s->in_queue = false;
+			mine = true;
+			if (--d->users == 0)
+				pthread_cond_broadcast(&job_idle);
+		}
+	}
+	pthread_mutex_unlock(&job_lock);
+	return mine;
 }
 
 /*
@@ -259,7 +304,15 @@ static size_t from_slots(struct diskh *d, char *buf, uint64_t off, size_t len)
 		struct ra_slot *s = find_slot(d, chunk);
 		size_t in, n;
 
-		while (s && s->state == SLOT_LOADING) {
+		if (s && s->state == SLOT_QUEUED && steal(d, s)) {
+			/* No worker started it: decompress it here rather
+			 * than wait for one to come free. */
+			pthread_mutex_unlock(&d->lock);
+			fill_slot(s);
+			pthread_mutex_lock(&d->lock);
+			continue;
+		}
+		while (s && (s->state == SLOT_LOADING || s->state == SLOT_QUEUED)) {
 			pthread_cond_wait(&d->cond, &d->lock);
 			s = find_slot(d, chunk);
 		}

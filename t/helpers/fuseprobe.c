@@ -12,9 +12,15 @@
  *                                   fails with EAGAIN
  *   fuseprobe pollidle FILE MS      exit 0 if poll() says FILE is not
  *                                   readable within MS
+ *   fuseprobe randread FILE COUNT [THREADS]
+ *                                   COUNT O_DIRECT 4 KiB reads at random
+ *                                   aligned offsets on THREADS threads
+ *                                   (default 1); prints "IOPS N" (bench/)
  * Prints "open" on stderr once FILE is open.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -118,8 +124,72 @@ static int pollidle(const char *path, int ms)
 	return r == 0 ? 0 : 1;
 }
 
+struct rr {
+	int fd;
+	long count;
+	uint64_t blocks;
+	uint64_t seed;
+	int err;
+};
+
+static void *rr_main(void *arg)
+{
+	struct rr *r = arg;
+	void *buf;
+
+	if (posix_memalign(&buf, 4096, 4096))
+		return r->err = 1, NULL;
+	for (long i = 0; i < r->count; i++) {
+		/* xorshift64 */
+		r->seed ^= r->seed << 13;
+		r->seed ^= r->seed >> 7;
+		r->seed ^= r->seed << 17;
+		if (pread(r->fd, buf, 4096, (off_t)(r->seed % r->blocks) * 4096) != 4096) {
+			r->err = 1;
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static int randread(const char *path, long count, int threads)
+{
+	struct rr r[64];
+	pthread_t th[64];
+	struct timespec a, b;
+	int fd = open(path, O_RDONLY | O_DIRECT), err = 0;
+	off_t size;
+	double secs;
+
+	if (fd < 0)
+		return perror(path), 1;
+	size = lseek(fd, 0, SEEK_END);
+	if (threads < 1 || threads > 64 || size < 4096)
+		return fprintf(stderr, "bad threads or size\n"), 1;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < threads; i++) {
+		r[i] = (struct rr){ fd, count / threads, (uint64_t)size / 4096,
+				    0x9e3779b97f4a7c15ull * (uint64_t)(i + 1), 0 };
+		pthread_create(&th[i], NULL, rr_main, &r[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		err |= r[i].err;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	if (err)
+		return perror("pread"), 1;
+	printf("IOPS %.0f\n", (double)(count / threads * threads) / secs);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "randread"))
+		return randread(argv[2], atol(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
 	if (argc == 3 && !strcmp(argv[1], "seekmap"))
 		return seekmap(argv[2]);
 	if (argc >= 4 && !strcmp(argv[1], "lines"))
