@@ -14,6 +14,7 @@
  * flushed and closed) before the process exits.
  */
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 #include "blkback/hv.h"
 #include "blkback/sim/sim.h"
 #include "blkback/xenbus.h"
+#include "fusefs/fs.h"
 #include "util/log.h"
 
 struct opts {
@@ -42,6 +44,8 @@ struct opts {
 	bool foreground;
 	bool verbose;
 	bool no_mount;
+	bool writable, allow_other;   /* the FUSE tree's options */
+	const char *group;
 	struct xenbus_config xb;
 };
 
@@ -61,6 +65,9 @@ static void usage(FILE *f)
 "                        hotplug script; xen-blkback must not be loaded)\n"
 "  --pidfile FILE        write the daemon's process id to FILE\n"
 "  --no-mount            serve disks without mounting the FUSE tree\n"
+"  --writable            MOUNTPOINT/*/disk accept writes (not for read-only disks)\n"
+"  --allow-other         let other users past FUSE's own check (-o allow_other)\n"
+"  --group GROUP         with --allow-other: GROUP may read the tree\n"
 "  --max-queues N        multi-queue-max-queues offered (default: CPUs, max 16)\n"
 "  --max-ring-order N    max-ring-page-order offered (0..4, default 4)\n"
 "  --max-indirect N      feature-max-indirect-segments offered (default 256,\n"
@@ -90,13 +97,16 @@ static int parse_num(const char *s, unsigned max, unsigned *out, const char *opt
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { OPT_SIM = 256, OPT_TYPE, OPT_PIDFILE, OPT_NOMOUNT, OPT_MAXQ, OPT_ORDER, OPT_INDIRECT,
-	       OPT_NOPERS, OPT_DIRECT };
+	       OPT_NOPERS, OPT_DIRECT, OPT_WRITABLE, OPT_ALLOW_OTHER, OPT_GROUP };
 	static const struct option longopts[] = {
 		{ "sim", required_argument, NULL, OPT_SIM },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "backend-type", required_argument, NULL, OPT_TYPE },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "no-mount", no_argument, NULL, OPT_NOMOUNT },
+		{ "writable", no_argument, NULL, OPT_WRITABLE },
+		{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
+		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "max-queues", required_argument, NULL, OPT_MAXQ },
 		{ "max-ring-order", required_argument, NULL, OPT_ORDER },
 		{ "max-indirect", required_argument, NULL, OPT_INDIRECT },
@@ -122,6 +132,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_PIDFILE: o->pidfile = optarg; break;
 		case OPT_NOMOUNT: o->no_mount = true; break;
+		case OPT_WRITABLE: o->writable = true; break;
+		case OPT_ALLOW_OTHER: o->allow_other = true; break;
+		case OPT_GROUP: o->group = optarg; break;
 		case OPT_MAXQ:
 			if (parse_num(optarg, ENGINE_MAX_QUEUES, &o->xb.max_queues, "--max-queues") < 0)
 				return -1;
@@ -150,6 +163,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->mountpoint = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "vbdfs: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -1;
+	}
+	if (o->group && !o->allow_other) {
+		fprintf(stderr, "vbdfs: --group needs --allow-other\n");
+		return -1;
+	}
+	if (o->group && !getgrnam(o->group)) {
+		fprintf(stderr, "vbdfs: --group: no group named '%s'\n", o->group);
 		return -1;
 	}
 	return 0;
@@ -252,6 +273,13 @@ static void xenbus_fatal(const char *why)
 	kill(getpid(), SIGTERM);
 }
 
+/* The tree was unmounted from outside (fusermount3 -u): stop like on TERM. */
+static void fuse_gone(void *arg)
+{
+	log_info("the FUSE tree was unmounted; shutting down");
+	kill(getpid(), SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { 0 };
@@ -261,6 +289,7 @@ int main(int argc, char **argv)
 	char err[512], path[PATH_MAX];
 	sigset_t sigs;
 	int sig, r, status = 1;
+	bool mounted = false;
 
 	log_init("vbdfs", VLOG_INFO, false);
 	xenbus_config_defaults(&o.xb);
@@ -326,15 +355,23 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/*
-	 * The /vbd FUSE tree (fusefs/) mounts here, after the backend is up
-	 * and before the daemon detaches, so mount errors reach the terminal:
-	 *     if (o.mountpoint && !o.no_mount) { fs = <fusefs mount>(...); if (!fs) goto out; }
-	 * and it is unmounted first on shutdown (below).
-	 */
-	if (o.mountpoint && !o.no_mount)
-		log_warn("this build has no FUSE tree yet: serving disks without mounting %s",
-			 o.mountpoint);
+	/* The /vbd FUSE tree mounts after the backend is up and before the
+	 * daemon detaches, so mount errors reach the terminal. */
+	if (o.mountpoint && !o.no_mount) {
+		struct vbdfs_fuse_opts fo = {
+			.writable = o.writable, .allow_other = o.allow_other,
+			.on_unmount = fuse_gone,
+		};
+		if (o.group) {
+			fo.has_group = true;
+			fo.group = getgrnam(o.group)->gr_gid; /* checked in parse_args */
+		}
+		if (vbdfs_fuse_start(o.mountpoint, &fo, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		mounted = true;
+	}
 
 	if (o.pidfile && write_pidfile(o.pidfile) < 0)
 		goto out;
@@ -350,7 +387,8 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 out:
-	/* (FUSE unmount goes here, first.) */
+	if (mounted)
+		vbdfs_fuse_stop();   /* first: no reader sees a half-stopped backend */
 	xenbus_stop(xb);
 	if (hv)
 		hv_close(hv);
