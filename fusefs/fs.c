@@ -719,7 +719,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return (void)fuse_reply_buf(req, NULL, 0);
 	if (size > th->t.len - (size_t)off)
 		size = th->t.len - (size_t)off;
-	fuse_reply_buf(req, th->t.buf + off, size);
+	/* Reply from a copy: the reader may close (and our RELEASE free the
+	 * text) as soon as the kernel has the data, while this thread is
+	 * still returning from writev(); ASan checks the iovec after the
+	 * call and would see freed memory. */
+	char *copy = malloc(size);
+	if (!copy)
+		return (void)fuse_reply_err(req, ENOMEM);
+	memcpy(copy, th->t.buf + off, size);
+	fuse_reply_buf(req, copy, size);
+	free(copy);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
