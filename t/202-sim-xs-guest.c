@@ -82,7 +82,7 @@ int main(void)
 		bail_out("mkdtemp");
 	signal(SIGPIPE, SIG_IGN);
 	log_init("202", VLOG_ERR, false);
-	plan(44);
+	plan(46);
 	struct sim *sim = sim_start(dir, err, sizeof(err));
 	if (!sim)
 		bail_out(err);
@@ -166,6 +166,20 @@ int main(void)
 		t[i] = xs_transaction_start(h3);
 	ok(t[9] != XBT_NULL && t[10] == XBT_NULL && errno == ENOSPC,
 	   "the 11th open transaction of a guest: ENOSPC");
+	struct xs_handle *h3b = xs_open(0); /* XENSTORED_PATH is dom4's now */
+	setenv("XENSTORED_PATH", sim_guest_xenstore_path(g3), 1);
+	struct xs_handle *h3c = xs_open(0);
+	errno = 0;
+	ok(h3b && h3c && xs_transaction_start(h3c) == XBT_NULL && errno == ENOSPC,
+	   "another connection of the same guest cannot open more");
+	xs_transaction_t t4 = h3b ? xs_transaction_start(h3b) : XBT_NULL;
+	ok(t4 != XBT_NULL, "another guest still can");
+	if (h3b) {
+		xs_transaction_end(h3b, t4, true);
+		xs_close(h3b);
+	}
+	if (h3c)
+		xs_close(h3c);
 	for (i = 0; i < 10; i++)
 		xs_transaction_end(h3, t[i], true);
 	errno = 0;

@@ -893,6 +893,18 @@ static void do_reset_watches(struct op_ctx *o)
 	reply_ok(c, o->r);
 }
 
+#define XS_ALL_GUESTS 0xffffu
+
+/* Open transactions of guest domid, or of all guests. */
+static unsigned guest_txns(const struct xs_server *s, uint16_t domid)
+{
+	unsigned n = 0;
+	for (const struct xs_conn *k = s->conns; k; k = k->next)
+		if (!k->priv && (domid == XS_ALL_GUESTS || k->domid == domid))
+			n += k->ntxns;
+	return n;
+}
+
 static void do_txn_start(struct op_ctx *o)
 {
 	struct xs_conn *c = o->c;
@@ -901,7 +913,11 @@ static void do_txn_start(struct op_ctx *o)
 		reply_err(c, o->r, EBUSY);
 		return;
 	}
-	if (!c->priv && c->ntxns >= XS_MAX_TXNS) {
+	/* Each transaction holds a copy of the store: bound what guests can
+	 * make us hold, per domain (whatever its number of connections) and
+	 * for all guests together. */
+	if (!c->priv && (guest_txns(s, c->domid) >= XS_MAX_TXNS ||
+			 guest_txns(s, XS_ALL_GUESTS) >= XS_MAX_GUEST_TXNS)) {
 		reply_err(c, o->r, ENOSPC);
 		return;
 	}
