@@ -45,6 +45,7 @@ struct conv {
 	const char *src_path, *dst_path;
 	uint64_t size;
 	bool qcow2_out, compress;
+	bool sync;                  /* fsync the output at the end */
 	uint64_t unit;              /* output cluster size, or RAW_UNIT */
 	uint64_t job_max;
 	struct qcow2_writer *w;
@@ -72,7 +73,7 @@ struct conv {
 static void convert_help(void)
 {
 	printf("Usage: %s convert [-f FMT] -O raw|qcow2 [-c] [-p] [-t THREADS]\n"
-	       "                   [-o OPTIONS] SRC DST\n\n"
+	       "                   [-o OPTIONS] [--sync] SRC DST\n\n"
 	       "Copy the virtual disk of SRC (with its backing chain) into a new image\n"
 	       "DST (overwritten if it exists).  Zero and unallocated ranges are not\n"
 	       "written, so DST is sparse.  SRC is opened read-only.\n\n"
@@ -86,6 +87,9 @@ static void convert_help(void)
 	       "  -t THREADS   worker threads reading, decompressing and compressing\n"
 	       "               (default: the number of CPUs); the output does not\n"
 	       "               depend on it\n"
+	       "  --sync       make DST durable (fsync) before exiting; by default,\n"
+	       "               as qemu-img convert (cache=unsafe), the kernel writes it\n"
+	       "               back later\n"
 	       "  -p           show progress on stderr when it is a terminal\n"
 	       "  --progress=always|auto|never\n"
 	       "               always: also when stderr is not a terminal\n"
@@ -396,7 +400,7 @@ static int finish_output(struct conv *cv, bool ok)
 		if (!cv->w)
 			return -EIO;
 		if (ok) {
-			r = qcow2_writer_finish(cv->w, err, sizeof(err));
+			r = qcow2_writer_finish(cv->w, cv->sync, err, sizeof(err));
 			if (r < 0)
 				tool_err("%s: %s", cv->dst_path, err);
 		} else {
@@ -407,7 +411,7 @@ static int finish_output(struct conv *cv, bool ok)
 	}
 	if (cv->raw_fd < 0)
 		return -EIO;
-	if (ok && fsync(cv->raw_fd) < 0) {
+	if (ok && cv->sync && fsync(cv->raw_fd) < 0) {
 		r = -errno;
 		tool_err("%s: fsync failed: %s", cv->dst_path, strerror(errno));
 	}
@@ -436,6 +440,7 @@ int cmd_convert(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "progress", required_argument, NULL, 'P' },
+		{ "sync", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *src_fmt = NULL, *out_fmt = NULL;
@@ -460,6 +465,7 @@ int cmd_convert(int argc, char **argv)
 				return r;
 			break;
 		case 'p': progress_mode = 1; break;
+		case 'S': cv.sync = true; break;
 		case 'P':
 			if (!strcmp(optarg, "always"))
 				progress_mode = 2;

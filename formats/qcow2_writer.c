@@ -333,7 +333,7 @@ out:
 	return r;
 }
 
-int qcow2_writer_finish(struct qcow2_writer *w, char *err, size_t errlen)
+int qcow2_writer_finish(struct qcow2_writer *w, bool sync, char *err, size_t errlen)
 {
 	struct qcow2_layout l = { 0 };
 	uint8_t *hdr = NULL;
@@ -360,7 +360,7 @@ int qcow2_writer_finish(struct qcow2_writer *w, char *err, size_t errlen)
 		goto fail;
 	/* Every cluster is written, but the last compressed data may end
 	 * inside its cluster: size the file to whole clusters. */
-	if (ftruncate(w->fd, (off_t)w->eof) < 0 || fdatasync(w->fd) < 0) {
+	if (ftruncate(w->fd, (off_t)w->eof) < 0 || (sync && fdatasync(w->fd) < 0)) {
 		r = -errno;
 		goto fail;
 	}
@@ -372,7 +372,7 @@ int qcow2_writer_finish(struct qcow2_writer *w, char *err, size_t errlen)
 	r = qcow2_header_build(hdr, &w->o, &l);
 	if (r == 0)
 		r = pwrite_all(w->fd, hdr, w->cs, 0);
-	if (r == 0 && fsync(w->fd) < 0)
+	if (r == 0 && sync && fsync(w->fd) < 0)
 		r = -errno;
 	free(hdr);
 	if (r < 0)

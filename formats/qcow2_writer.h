@@ -38,9 +38,12 @@ int qcow2_writer_open(const char *path, const struct qcow2_create_opts *o,
 int qcow2_writer_put(struct qcow2_writer *w, uint64_t index, const void *data, size_t len,
 		     bool compressed);
 
-/* Write the remaining metadata and header, fsync, close and free w.
- * On failure err names the problem; w is freed either way. */
-int qcow2_writer_finish(struct qcow2_writer *w, char *err, size_t errlen);
+/* Write the remaining metadata and the header, close and free w.  With
+ * sync, everything is made durable first and the header last (fdatasync,
+ * header, fsync); without it the page cache decides, as with qemu-img
+ * convert's default cache=unsafe.  On failure err names the problem; w is
+ * freed either way. */
+int qcow2_writer_finish(struct qcow2_writer *w, bool sync, char *err, size_t errlen);
 
 /* Give up: close and free w (the file is left as it is: not an image). */
 void qcow2_writer_abort(struct qcow2_writer *w);
