@@ -42,7 +42,8 @@ static void print_human(const struct img_info *in, bool probed)
 		printf("    compression type: %s\n", in->compression ? in->compression : "zlib");
 		printf("    refcount bits: %u\n", in->refcount_bits);
 		printf("    dirty: %s\n", in->dirty ? "true" : "false");
-		printf("    corrupt: %s\n", in->corrupt ? "true" : "false");
+		if (in->version >= 3)  /* a v3 feature bit; qemu-img omits it for v2 */
+			printf("    corrupt: %s\n", in->corrupt ? "true" : "false");
 	} else if (!strcmp(in->format, "qcow")) {
 		printf("Format specific information:\n");
 		printf("    version: %d\n", in->version);
@@ -80,8 +81,11 @@ static void print_json(const struct img_info *in, bool probed, const char *inden
 		       qcow2_compat_name(in->version) ?: "?");
 		printf("%s            \"compression-type\": \"%s\",\n", indent,
 		       in->compression ? in->compression : "zlib");
-		printf("%s            \"refcount-bits\": %u,\n", indent, in->refcount_bits);
-		printf("%s            \"corrupt\": %s\n", indent, in->corrupt ? "true" : "false");
+		printf("%s            \"refcount-bits\": %u", indent, in->refcount_bits);
+		if (in->version >= 3)
+			printf(",\n%s            \"corrupt\": %s", indent,
+			       in->corrupt ? "true" : "false");
+		printf("\n");
 		printf("%s        }\n%s    }", indent, indent);
 	} else if (!strcmp(in->format, "qcow")) {
 		printf(",\n%s    \"format-specific\": {\n", indent);
