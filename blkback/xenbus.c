@@ -842,6 +842,12 @@ static void dev_sync(struct xb_dev *d)
 			dev_switch(d, XB_CLOSING, false);
 		break;
 	default: /* Closed, Unknown, or nonsense: the connection is over */
+		/* ...unless we just offered a new one to this Closed frontend
+		 * (after a reset or a restart of vbdfs): Linux blkfront
+		 * reconnects from Closed when it sees InitWait. */
+		if (fe_state == XB_CLOSED && online && d->phase == PH_READY &&
+		    be_state == XB_INITWAIT)
+			break;
 		dev_disconnect(d);
 		dev_switch(d, XB_CLOSED, false);
 		if (!online) {
