@@ -8,7 +8,7 @@
 . "$(dirname "$0")/sim-lib.sh"
 . "$(dirname "$0")/xb-lib.sh"
 need_cmd xenstore-write xenstore-utils
-plan 11
+plan 10
 sim_start
 xbback_start
 domain_up 5 web5
@@ -26,8 +26,8 @@ xbback_start
 ok "restarted backend resets the stale frontend: Closing" wait_xs 5 "$BE/state" 5
 is "$(engine_count '^start')" 0 "no engine started on stale ring keys"
 xenstore-write "$FE/state" 6
-ok "then Closed" wait_xs 5 "$BE/state" 6
-ok "then InitWait again: a new connection is offered" wait_xs 5 "$BE/state" 2
+# (Closed for a moment, which a poll may miss, then:)
+ok "once the frontend closed, InitWait: a new connection is offered" wait_xs 5 "$BE/state" 2
 front_connect "$FE"
 ok "the frontend reconnects" wait_xs 5 "$BE/state" 4
 
