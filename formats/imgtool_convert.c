@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "imgtool.h"
@@ -368,7 +369,30 @@ static void free_jobs(struct conv *cv)
 static int open_output(struct conv *cv, const struct qcow2_create_opts *q)
 {
 	char err[512];
+	struct stat st;
 
+	/* Only regular files: holes in a device would keep old contents, and
+	 * a failed convert removes its output. */
+	if (stat(cv->dst_path, &st) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			tool_err("%s: not a regular file; convert writes new image files only",
+				 cv->dst_path);
+			return -EINVAL;
+		}
+		/* truncating a file of the source chain would destroy the input */
+		for (struct img *l = cv->src; l;) {
+			struct img_info in;
+			struct stat ls;
+			img_get_info(l, &in);
+			if (stat(in.path, &ls) == 0 && ls.st_dev == st.st_dev &&
+			    ls.st_ino == st.st_ino) {
+				tool_err("%s: is the source image %s (or in its backing chain); "
+					 "choose another output file", cv->dst_path, in.path);
+				return -EINVAL;
+			}
+			l = in.backing;
+		}
+	}
 	if (cv->qcow2_out) {
 		int r = qcow2_writer_open(cv->dst_path, q, &cv->w, err, sizeof(err));
 		if (r < 0)

@@ -53,6 +53,7 @@
 #define XEN_L1_BIG_ENDIAN 0x02
 
 #define QCOW_L2_CACHE     16           /* L2 tables kept in memory */
+#define QCOW_STATUS_MAX_CLUSTERS 65536 /* clusters one block-status call visits */
 
 struct l2_slot {
 	uint64_t offset;        /* host offset of the table; 0 = empty slot */
@@ -442,8 +443,20 @@ static int qcow_block_status(struct img *img, uint64_t off, uint64_t len,
 	uint64_t next_host = e + (off & (q->cluster_size - 1)) + n;
 
 	/* extend over following clusters of the same kind (plain data: only
-	 * while contiguous in the file) */
-	while (n < len) {
+	 * while contiguous in the file).  Unallocated L2 ranges are skipped
+	 * whole, and one call looks at a bounded number of clusters, so a huge
+	 * sparse image cannot make this loop for long. */
+	unsigned looked = 0;
+	while (n < len && looked++ < QCOW_STATUS_MAX_CLUSTERS) {
+		uint64_t l1_index = (cluster + 1) >> q->l2_bits;
+		if (kind == 0 && l1_index < q->l1_size && q->l1[l1_index] == 0) {
+			/* no L2 table: the rest of its span is unallocated */
+			uint64_t span_end = (l1_index + 1) << (q->l2_bits + q->cluster_bits);
+			uint64_t step = span_end - (off + n);
+			n += step < len - n ? step : len - n;
+			cluster = (span_end >> q->cluster_bits) - 1;
+			continue;
+		}
 		r = l2_entry(img, ++cluster, &e2);
 		if (r < 0)
 			return r;

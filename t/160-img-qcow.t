@@ -5,7 +5,7 @@
 # right; hostile headers are refused with a message, never a crash.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-img.sh"
-plan 32
+plan 34
 
 V=$VBD_IMG
 # same_as_qemu IMG : vbd-img and qemu-img produce the same raw image
@@ -71,6 +71,12 @@ ok "blktap little-endian L1: data found" $V read -f qcow -P 0x5a "$T/xle.qcow" 0
 ok "blktap little-endian L1: rest is zeros" $V read -f qcow -P 0 "$T/xle.qcow" 4096 4190208
 xen_image "$T/xbe.qcow" 2 'Q>'
 ok "blktap big-endian L1 (flag 0x02) reads as qemu-img reads it" same_as_qemu "$T/xbe.qcow"
+
+# a 1 PiB sparse image (64 KiB clusters, 8192-entry L2 tables): map is quick
+rm -f "$T/big.qcow"; truncate -s $((48 + 16 * 1048576)) "$T/big.qcow"
+patch "$T/big.qcow" 0 NNQ\>NNQ\>CCnNQ\> 0x514649fb 1 0 0 0 1125899906842624 16 13 0 0 48
+ok "map of a 1 PiB sparse image finishes" timeout 20 $V map --json -f qcow "$T/big.qcow"
+is "$(jq -c '[.[0].length, .[0].data]' "$T/last.out")" "[1125899906842624,false]" "one unallocated extent"
 
 # hostile headers
 refused() {  # NAME PATTERN : the open fails with a message matching PATTERN

@@ -5,7 +5,7 @@
 # change a single byte; zeros and holes are not written.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-img.sh"
-plan 25
+plan 30
 
 V=$VBD_IMG
 mkdata "$T/src.raw" 24
@@ -58,4 +58,10 @@ like "$(tr '\r' '\n' <"$T/p.err" | tail -n 2 | head -n 1)" '100.00/100%' "--prog
 
 # errors
 fails "-c with raw output refused" $V convert -c -O raw "$T/src.raw" "$T/x.raw"
+cp "$T/src.raw" "$T/self.raw"
+fails "output onto the source refused" $V convert -O raw "$T/self.raw" "$T/self.raw"
+ok "and the source is intact" cmp "$T/self.raw" "$T/src.raw"
+fails "output onto a backing file refused" $V convert -O qcow2 "$T/ov.qcow" "$T/s.qcow"
+fails "output to a device refused" $V convert -O raw "$T/src.raw" /dev/null
+ok "/dev/null is still there" test -c /dev/null
 done_testing
