@@ -5,7 +5,7 @@
 # change a single byte; zeros and holes are not written.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-img.sh"
-plan 30
+plan 31
 
 V=$VBD_IMG
 mkdata "$T/src.raw" 24
@@ -34,6 +34,10 @@ ok "convert -o cluster_size=512,refcount_bits=8 (plain)" \
     $V convert -o cluster_size=512,refcount_bits=8 -O qcow2 "$T/src.raw" "$T/p512.qcow2"
 ok "512-byte clusters, 8-bit refcounts check clean" qemu-img check "$T/p512.qcow2"
 ok "plain qcow2 output identical to the source" qemu-img compare "$T/src.raw" "$T/p512.qcow2"
+
+ok "convert -c with 1-bit refcounts (no shared host clusters)" sh -c "
+    $V convert -c -o refcount_bits=1,cluster_size=4K -O qcow2 '$T/src.raw' '$T/rc1.qcow2' &&
+    qemu-img check -q '$T/rc1.qcow2' && qemu-img compare -q '$T/src.raw' '$T/rc1.qcow2'"
 
 # raw output is sparse: holes and zero blocks are not written
 ok "convert -O raw" $V convert -O raw "$T/src.raw" "$T/out.raw"
