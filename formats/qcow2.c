@@ -169,6 +169,9 @@ static void qcow2_free_state(struct qcow2 *q)
 	free(q->frees);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
+	for (int i = 0; i < ZCACHE_N; i++)
+		free(q->zc.buf[i]);
+	pthread_mutex_destroy(&q->zc.lock);
 	free(q);
 }
 
@@ -448,6 +451,7 @@ static int qcow2_open(struct img *img, char *err, size_t errlen)
 	q->fd = img->fd;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
+	pthread_mutex_init(&q->zc.lock, NULL);
 	r = qcow2_open2(img, q, err, errlen);
 	if (r < 0) {
 		qcow2_free_state(q);
@@ -667,6 +671,45 @@ static int plan_read(struct qcow2 *q, uint64_t off, uint64_t len, struct rseg *s
 	return 0;
 }
 
+/* Copy len bytes at offset in of the inflated cluster desc into iov, if
+ * cached.  The copy happens under the cache lock (it is short). */
+static bool zcache_copy(struct qcow2 *q, uint64_t desc, const struct iovec *iov, int iovcnt,
+			size_t io, uint64_t in, uint64_t len)
+{
+	struct q2_zcache *z = &q->zc;
+	bool hit = false;
+
+	pthread_mutex_lock(&z->lock);
+	for (int i = 0; i < ZCACHE_N; i++)
+		if (z->desc[i] == desc && z->buf[i]) {
+			iov_from_buf(iov, iovcnt, io, z->buf[i] + in, len);
+			z->lru[i] = ++z->tick;
+			hit = true;
+			break;
+		}
+	pthread_mutex_unlock(&z->lock);
+	return hit;
+}
+
+static void zcache_put(struct qcow2 *q, uint64_t desc, const uint8_t *data)
+{
+	struct q2_zcache *z = &q->zc;
+	int v = 0;
+
+	pthread_mutex_lock(&z->lock);
+	for (int i = 1; i < ZCACHE_N; i++)
+		if (z->lru[i] < z->lru[v])
+			v = i;
+	if (!z->buf[v])
+		z->buf[v] = malloc(q->cluster_size);
+	if (z->buf[v]) {
+		memcpy(z->buf[v], data, q->cluster_size);
+		z->desc[v] = desc;
+		z->lru[v] = ++z->tick;
+	}
+	pthread_mutex_unlock(&z->lock);
+}
+
 static int exec_read(struct qcow2 *q, struct img *img, const struct iovec *iov, int iovcnt,
 		     uint64_t base, const struct rseg *seg, int nseg, uint8_t **cbuf)
 {
@@ -696,11 +739,16 @@ static int exec_read(struct qcow2 *q, struct img *img, const struct iovec *iov, 
 				if (!*cbuf)
 					return -ENOMEM;
 			}
+			if (zcache_copy(q, seg[i].host, iov, iovcnt, io,
+					seg[i].guest & (q->cluster_size - 1), seg[i].len))
+				break;
 			r = read_compressed(q, seg[i].host, *cbuf, *cbuf + q->cluster_size);
-			if (r == 0)
+			if (r == 0) {
 				iov_from_buf(iov, iovcnt, io,
 					     *cbuf + (seg[i].guest & (q->cluster_size - 1)),
 					     seg[i].len);
+				zcache_put(q, seg[i].host, *cbuf);
+			}
 			break;
 		}
 	}
@@ -930,10 +978,16 @@ static int old_cluster(struct qcow2 *q, struct img *img, uint64_t gc, uint64_t e
 	enum q2_kind kind;
 	uint64_t g = gc << q->cluster_bits, n = q->cluster_size;
 	struct iovec v = { .iov_base = buf, .iov_len = n };
-	int r = l2_kind(q, e, gc, &kind);
 
-	if (r < 0)
-		return r;
+	/* e was validated by plan_write under the lock; this runs without it */
+	if (e & QCOW2_OFLAG_COMPRESSED)
+		kind = K_COMPRESSED;
+	else if (e & QCOW2_OFLAG_ZERO)
+		kind = K_ZERO;
+	else if (e & QCOW2_L2E_OFFSET_MASK)
+		kind = K_NORMAL;
+	else
+		kind = K_UNALLOC;
 	switch (kind) {
 	case K_ZERO:
 		memset(buf, 0, n);
@@ -1086,7 +1140,7 @@ static int qcow2_pwritev(struct img *img, const struct iovec *iov, int iovcnt, u
 		}
 		done += w.len;
 	}
-	if (q->nfrees >= Q2_FREES_SOFT_MAX)
+	if (atomic_load(&q->frees_pressure))
 		maybe_apply_frees(q);
 	return r;
 }
@@ -1172,7 +1226,7 @@ static int set_clusters(struct qcow2 *q, uint64_t gc, uint64_t n, uint64_t new_e
 			qcache_mark_dirty(q, &q->l2_cache, l2off);
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (q->nfrees >= Q2_FREES_SOFT_MAX)
+	if (atomic_load(&q->frees_pressure))
 		maybe_apply_frees(q);
 	return r;
 }
@@ -1257,6 +1311,7 @@ int q2_flush_locked(struct qcow2 *q)
 		nf = q->nfrees;
 		q->frees = NULL;
 		q->nfrees = q->frees_cap = 0;
+		atomic_store(&q->frees_pressure, false);
 		unsigned old = q->epoch & 1;
 		q->epoch++;
 		atomic_fetch_add(&q->drain_waiters, 1);

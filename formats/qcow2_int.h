@@ -46,6 +46,19 @@ struct q2_marker {
 	struct q2_marker *next;
 };
 
+/* Recently inflated compressed clusters, keyed by their L2 descriptor, so
+ * sequential small reads do not inflate the same cluster again and again.
+ * (A descriptor names immutable data: we never write compressed clusters
+ * into an open image, so a descriptor cannot come back with new data.) */
+#define ZCACHE_N 4
+struct q2_zcache {
+	pthread_mutex_t lock;
+	uint64_t desc[ZCACHE_N];     /* 0 = empty */
+	uint64_t lru[ZCACHE_N];
+	uint8_t *buf[ZCACHE_N];
+	uint64_t tick;
+};
+
 struct q2_free {
 	uint64_t off, len;       /* host byte range whose clusters lose one reference */
 };
@@ -93,12 +106,15 @@ struct qcow2 {
 	 * and every request that might still use the old mapping has finished */
 	struct q2_free *frees;
 	size_t nfrees, frees_cap;
+	_Atomic bool frees_pressure;  /* nfrees >= Q2_FREES_SOFT_MAX: flush soon */
 
 	/* request epochs: see "Concurrency" in qcow2.c */
 	unsigned epoch;
 	_Atomic uint64_t inflight[2];
 	_Atomic int drain_waiters;
 	bool flushing;
+
+	struct q2_zcache zc;         /* own lock; never taken with q->lock held */
 };
 
 /* Maximum frees queued before a writer forces a flush to apply them. */

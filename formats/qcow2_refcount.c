@@ -374,6 +374,8 @@ void q2_queue_free_l2e(struct qcow2 *q, uint64_t l2e)
 		q->frees_cap = cap;
 	}
 	q->frees[q->nfrees++] = f;
+	if (q->nfrees >= Q2_FREES_SOFT_MAX)
+		atomic_store(&q->frees_pressure, true);
 }
 
 void q2_apply_frees(struct qcow2 *q, struct q2_free *f, size_t n)

@@ -7,7 +7,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 19
+plan 20
 
 same_as_qemu() { # image: our export == qemu-img's raw conversion
     qemu-img convert -O raw "$1" "$T/ref.raw" && "$IMGIO" -r -f qcow2 "$1" "export $T/out.raw" &&
@@ -33,6 +33,11 @@ qemu-img convert -c -O qcow2 "$T/a-65536-1.1.qcow2" "$T/c.qcow2"
 ok "compressed image reads like qemu" same_as_qemu "$T/c.qcow2"
 qemu-img convert -c -O qcow2 -o cluster_size=4096 "$T/a-65536-1.1.qcow2" "$T/c4k.qcow2"
 ok "compressed 4k-cluster image reads like qemu" same_as_qemu "$T/c4k.qcow2"
+# small sequential reads inside compressed clusters (the inflate cache)
+cmds=""; k=0
+while [ $k -lt 40 ]; do cmds="$cmds
+read $((1048576 + k * 4096 + 100)) 3996 0x22"; k=$((k + 1)); done
+ok "4 KiB reads over compressed clusters" sh -c "printf '%s\n' \"\$1\" | '$IMGIO' -r -f qcow2 '$T/c.qcow2'" sh "$cmds"
 map=$("$IMGIO" -r -f qcow2 "$T/c.qcow2" map)
 like "$map" "^0 [0-9]+ data compressed depth=0" "block status says compressed"
 
