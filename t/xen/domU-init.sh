@@ -15,9 +15,8 @@
 #                          filesystem is left unmounted and clean for dom0
 #   vbdfs.reboot=xvdX      first boot: write a marker, reboot; second boot:
 #                          check the marker survived ("REBOOT-OK")
-#   vbdfs.reconnect=xvdX   after the rest: unload xen-blkfront (frontend
-#                          closes) and load it again (frontend reconnects to
-#                          the same backend), then re-read the data
+#   vbdfs.dio=xvdX         large O_DIRECT writes and reads from every vCPU at
+#                          once (each CPU's requests go to its own queue)
 #   vbdfs.io=xvdX          after the rest: endless write/read loop (for
 #                          xl destroy under I/O)
 # Output lines start with "XENLAB-DOMU: " on hvc0 (xenconsoled's log in dom0).
@@ -106,7 +105,7 @@ if [ -n "$FS" ] && waitdev "$FS"; then
     fs_step mkfs /usr/sbin/mke2fs -q -F -t ext4 -b 4096 /dev/$FS $fsblocks
     fs_step mount mount -t ext4 -o discard /dev/$FS /mnt
     mkdir -p /mnt/files
-    dd if=/dev/urandom of=/mnt/files/random.bin bs=1M count=6 2>/dev/null
+    dd if=/dev/urandom of=/mnt/files/random.bin bs=1M count=3 2>/dev/null
     cp -a /lib/modules /mnt/files/ 2>/dev/null
     cp -a /usr/sbin /mnt/files/ 2>/dev/null
     (cd /mnt && find files -type f | sort | xargs sha256sum > /mnt/MANIFEST)
@@ -136,26 +135,35 @@ if [ -n "$FS" ] && waitdev "$FS"; then
     fs_step flush blockdev --flushbufs /dev/$FS
     say "FS $FS DONE fsblocks=$fsblocks"
 fi
-RC=$(arg vbdfs.reconnect "")
-if [ -n "$RC" ] && waitdev "$RC"; then
-    a=$(dd if=/dev/$RC bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)
-    if rmmod xen-blkfront; then say "RECONNECT $RC frontend unloaded"; else say "RECONNECT $RC rmmod FAILED"; fi
-    sleep 1
-    for m in $(cat /etc/xenlab/modules.list); do
-        case "$m" in *xen-blkfront*) insmod "$m" $BF ;; esac
+DIO=$(arg vbdfs.dio "")
+if [ -n "$DIO" ] && waitdev "$DIO"; then
+    ncpu=$(nproc)
+    c=0
+    while [ $c -lt $ncpu ]; do
+        dd if=/dev/urandom of=/tmp/dio$c bs=1M count=2 2>/dev/null
+        c=$((c + 1))
     done
-    if waitdev "$RC"; then
-        b=$(dd if=/dev/$RC bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)
-        dd if=/dev/urandom of=/tmp/rc bs=1M count=1 2>/dev/null
-        dd if=/tmp/rc of=/dev/$RC bs=1M seek=1 count=1 oflag=direct 2>/dev/null
-        c1=$(sha256sum < /tmp/rc | cut -d' ' -f1)
-        c2=$(dd if=/dev/$RC bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
-        if [ "$a" = "$b" ] && [ "$c1" = "$c2" ]; then say "RECONNECT $RC ok"
-        else say "RECONNECT $RC FAILED before=$a after=$b w=$c1 r=$c2"; fi
-    else
-        say "RECONNECT $RC FAILED: disk did not come back"
-    fi
+    c=0
+    while [ $c -lt $ncpu ]; do
+        taskset $((1 << c)) dd if=/tmp/dio$c of=/dev/$DIO bs=1M seek=$((16 + 2 * c)) count=2 oflag=direct 2>/dev/null &
+        c=$((c + 1))
+    done
+    wait
+    bad=0; c=0
+    while [ $c -lt $ncpu ]; do
+        x=$(sha256sum < /tmp/dio$c | cut -d' ' -f1)
+        y=$(taskset $((1 << c)) dd if=/dev/$DIO bs=1M skip=$((16 + 2 * c)) count=2 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+        [ "$x" = "$y" ] || bad=$((bad + 1))
+        c=$((c + 1))
+    done
+    say "DIO $DIO queues=$(ls /sys/block/$DIO/mq | wc -l) max_segments=$(cat /sys/block/$DIO/queue/max_segments) cpus=$ncpu bad=$bad"
+    for q in /sys/block/$DIO/mq/*; do say "DIO $DIO $(basename $q) cpu_list=$(cat $q/cpu_list)"; done
 fi
+
+# Kernel complaints (I/O errors, blkfront warnings) count as failures in dom0.
+dmesg | grep -iE 'I/O error|blk_update_request|Buffer I/O|EXT4-fs error|EXT4-fs warning|discard op failed|bogus|blkfront.*(fail|error|invalid)|xvd[a-z].*(fail|error)' > /tmp/kmsg
+say "KMSG-ERRORS $(wc -l < /tmp/kmsg)"
+sed 's/^/XENLAB-DOMU: KMSG /' /tmp/kmsg | tail -15
 say "DONE uptime $(up)s"
 
 IO=$(arg vbdfs.io "")

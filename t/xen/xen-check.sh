@@ -19,7 +19,7 @@ LAB=${XENLAB_SRC:-/work/shared/xenlab}
 export XENLAB_DIR=${XENLAB_DIR:-/var/tmp/xenlab-vbdfs}
 W=$XENLAB_DIR
 SECTIONS=
-TMO=540
+TMO=600
 VERBOSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
