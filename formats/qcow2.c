@@ -353,6 +353,11 @@ static int qcow2_open2(struct img *img, struct qcow2 *q, char *err, size_t errle
 		goto out;
 	}
 	q->reft_entries = (uint64_t)q->reft_clusters * q->cluster_size / 8;
+	if (q->l1_size && q->l1_offset < q->reft_offset + (uint64_t)q->reft_clusters * q->cluster_size &&
+	    q->reft_offset < q->l1_offset + (uint64_t)q->l1_size * 8) {
+		r = img_seterr(err, errlen, -EINVAL, "L1 table overlaps the refcount table");
+		goto out;
+	}
 	r = check_table(q, q->reft_offset, (uint64_t)q->reft_clusters * q->cluster_size, fsize,
 			"refcount table", err, errlen);
 	if (r < 0)
@@ -921,7 +926,9 @@ static int plan_write(struct qcow2 *q, uint64_t off, uint64_t len, struct wseg *
 		uint64_t n = 1, got = cs - in;
 		while (got < len && got < WSEG_MAX_BYTES && ((gc + n) & l2mask) != 0) {
 			uint64_t e2 = get_be64(l2 + 8 * ((gc + n) & l2mask));
-			if (!(e2 & QCOW2_OFLAG_COPIED) || (e2 & ~(QCOW2_OFLAG_COPIED | QCOW2_L2E_OFFSET_MASK)) ||
+			enum q2_kind k2;
+			if (l2_kind(q, e2, gc + n, &k2) < 0 || k2 != K_NORMAL ||
+			    !(e2 & QCOW2_OFLAG_COPIED) ||
 			    (e2 & QCOW2_L2E_OFFSET_MASK) != host0 + n * cs || marked(q, gc + n))
 				break;
 			got += cs;

@@ -6,7 +6,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 71
+plan 73
 
 QP=$VBDFS_BUILD/t/helpers/qpatch
 W() { case $1 in Q) echo 8;; I) echo 4;; H) echo 2;; B) echo 1;; esac; }
@@ -55,6 +55,8 @@ f=$(mk rt_huge); patch "$f" 56 I 0x100000
 refused "huge refcount_table_clusters" "$f" "reference count table too large"
 f=$(mk rt_zero); patch "$f" 56 I 0
 refused "no refcount table" "$f" "does not contain a reference count table"
+f=$(mk overlap); patch "$f" 40 Q "$RT"
+refused "L1 table on the refcount table" "$f" "L1 table overlaps the refcount table"
 f=$(mk rb_bad); patch "$f" "$RT" Q 0x1234567
 refused "refcount block offset unaligned" "$f" "refcount block 0 offset 0x1234567 invalid"
 
