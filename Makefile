@@ -142,6 +142,7 @@ fuzz-bins: $(FUZZ_REPLAY)
 # make fuzz [FUZZ_SECONDS=N]: each target for N seconds; new corpus entries
 # go to build-fuzz/corpus/<target>, crashes to build-fuzz/crash-*.
 fuzz:
+	util/deps.sh --fuzz
 	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
 	set -e; for f in $(notdir $(FUZZ_REPLAY)); do \
 	    mkdir -p build-fuzz/corpus/$$f build-fuzz/seeds/$$f; \

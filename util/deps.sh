@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install every build and test dependency of vbdfs that is missing, with apt-get.
 # Does nothing (and needs no network) when everything is already present.
-# Usage: util/deps.sh [--check]   (--check only lists what is missing; exit 1 if any)
+# Usage: util/deps.sh [--check] [--fuzz]
+#   --check  only list what is missing (exit 1 if anything is)
+#   --fuzz   also what `make fuzz` needs (clang with libFuzzer)
 set -eu
 
 # Debian package : a file that proves it is installed.
@@ -23,17 +25,32 @@ util-linux:/sbin/losetup
 groff-base:/usr/bin/groff
 "
 
+FUZZ_NEEDS="
+clang:/usr/bin/clang
+libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a
+"
+
+check_only=false
+for arg in "$@"; do
+    case $arg in
+    --check) check_only=true ;;
+    --fuzz) NEEDS="$NEEDS $FUZZ_NEEDS" ;;
+    *) echo "usage: $0 [--check] [--fuzz]" >&2; exit 2 ;;
+    esac
+done
+
 missing=""
 for entry in $NEEDS; do
     pkg=${entry%%:*}
     file=${entry#*:}
-    [ -e "$file" ] || missing="$missing $pkg"
+    # shellcheck disable=SC2086 # the path may be a glob
+    ls $file >/dev/null 2>&1 || missing="$missing $pkg"
 done
 
 if [ -z "$missing" ]; then
     exit 0
 fi
-if [ "${1:-}" = "--check" ]; then
+if $check_only; then
     echo "missing packages:$missing" >&2
     exit 1
 fi
