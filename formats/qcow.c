@@ -35,8 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
-
+#include "formats/zcodec.h"
 #include "util/endian.h"
 
 #define QCOW_MAGIC        0x514649fbu
@@ -335,27 +334,14 @@ static int read_compressed(struct img *img, uint64_t entry, uint8_t *out)
 		free(in);
 		return r;
 	}
-	z_stream z;
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, -12) != Z_OK) {
-		free(in);
-		return -ENOMEM;
-	}
-	z.next_in = in;
-	z.avail_in = (uInt)clen;
-	z.next_out = out;
-	z.avail_out = (uInt)q->cluster_size;
-	int zr = inflate(&z, Z_FINISH);
-	/* a full output buffer is success even if the stream has not ended */
-	bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) && z.avail_out == 0;
-	inflateEnd(&z);
+	r = zcodec_inflate_cluster(in, clen, out, q->cluster_size);
 	free(in);
-	if (!ok) {
+	if (r == -EIO) {
 		img_log_bad(img, "compressed cluster at offset %llu does not inflate to one "
 			    "cluster", (unsigned long long)coff);
 		return -EIO;
 	}
-	return 0;
+	return r;
 }
 
 static int qcow_preadv(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off,

@@ -23,8 +23,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include "formats/zcodec.h"
 #include "util/endian.h"
 
 #define L2_CACHE_BYTES (8u << 20)
@@ -588,8 +588,7 @@ static void epoch_leave_locked(struct qcow2 *q, unsigned e)
 static int read_compressed(struct qcow2 *q, uint64_t e, uint8_t *out, uint8_t *in)
 {
 	uint64_t off, n;
-	z_stream z;
-	int r, zr;
+	int r;
 
 	qcow2_compressed_decode(e, q->cluster_bits, &off, &n);
 	/* compressed data is shorter than a cluster: never read more than
@@ -599,19 +598,9 @@ static int read_compressed(struct qcow2 *q, uint64_t e, uint8_t *out, uint8_t *i
 	r = full_pread(q->fd, in, n, off);
 	if (r < 0)
 		return r;
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, -12) != Z_OK)
-		return -ENOMEM;
-	z.next_in = in;
-	z.avail_in = (uInt)n;
-	z.next_out = out;
-	z.avail_out = (uInt)q->cluster_size;
-	zr = inflate(&z, Z_FINISH);
-	/* Z_BUF_ERROR with a full buffer is fine: trailing bytes may belong
-	 * to the next compressed cluster */
-	r = ((zr == Z_STREAM_END || zr == Z_BUF_ERROR) && z.avail_out == 0) ? 0 : -EIO;
-	inflateEnd(&z);
-	if (r < 0)
+	/* trailing bytes may belong to the next compressed cluster */
+	r = zcodec_inflate_cluster(in, n, out, q->cluster_size);
+	if (r == -EIO)
 		img_log_bad(q->img, "compressed cluster at 0x%llx does not inflate to one cluster",
 			    (unsigned long long)off);
 	return r;

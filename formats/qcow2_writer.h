@@ -52,8 +52,9 @@ void qcow2_writer_abort(struct qcow2_writer *w);
 uint64_t qcow2_writer_file_size(const struct qcow2_writer *w);
 
 /*
- * Compression as QEMU's qcow2 zlib codec: raw deflate, window 2^12, default
- * level, memLevel 9.  One struct per thread (it keeps a z_stream).
+ * Compression in the format of QEMU's qcow2 zlib codec: raw deflate with a
+ * 2^12 window (zlib level 4, memLevel 8: faster than QEMU's level 6 for
+ * about 1% more output).  One struct per thread (it keeps a z_stream).
  */
 struct qcow2_compressor;
 struct qcow2_compressor *qcow2_compressor_new(void);
