@@ -9,6 +9,9 @@
  * there, on every worker at once), find the all-zero units and, with -c,
  * compress each cluster.  The main thread writes finished jobs strictly in
  * sequence, so the output is the same bytes whatever the thread count.
+ * Plain copies (no compression either side) are done by the main thread
+ * itself whenever nothing is queued ahead of them: for a memcpy-sized job
+ * the handoff to a worker and back costs more than it saves.
  * Zero units and unallocated ranges are never written: the output is sparse.
  */
 #include <errno.h>
@@ -170,10 +173,11 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 /*
  * The next range to copy: [*off, *off + *len), unit-aligned, at most
- * job_max, covering data found at or after cv->pos.  Returns 1 with a
- * range, 0 at the end, or a negative errno.
+ * job_max, covering data found at or after cv->pos.  *heavy: it needs
+ * (de)compression, worth a worker thread.  Returns 1 with a range, 0 at
+ * the end, or a negative errno.
  */
-static int next_range(struct conv *cv, uint64_t *off, uint64_t *len)
+static int next_range(struct conv *cv, uint64_t *off, uint64_t *len, bool *heavy)
 {
 	while (cv->pos < cv->size) {
 		struct img_extent e;
@@ -196,6 +200,7 @@ static int next_range(struct conv *cv, uint64_t *off, uint64_t *len)
 			end = align_up(data_end, cv->unit);
 		*off = start;
 		*len = end - start;
+		*heavy = cv->compress || e.compressed;
 		cv->pos = end < cv->size ? end : cv->size;
 		return 1;
 	}
@@ -261,6 +266,21 @@ static void show_progress(struct conv *cv, uint64_t done, bool final)
 	fflush(stderr);
 }
 
+/* Write a processed job (or report the error it met); 0 or -errno. */
+static int job_finish(struct conv *cv, const struct job *j, int job_err)
+{
+	if (job_err < 0) {
+		tool_err("%s: read error at offset %" PRIu64 ": %s", cv->src_path, j->off,
+			 strerror(-job_err));
+		return job_err;
+	}
+	int r = cv->qcow2_out ? write_job_qcow2(cv, j) : write_job_raw(cv, j);
+	if (r < 0)
+		tool_err("%s: write error near guest offset %" PRIu64 ": %s", cv->dst_path,
+			 j->off, strerror(-r));
+	return r;
+}
+
 static int run_pipeline(struct conv *cv, unsigned threads)
 {
 	pthread_t tid[MAX_THREADS];
@@ -281,7 +301,8 @@ static int run_pipeline(struct conv *cv, unsigned threads)
 		/* queue as many jobs as there are free slots */
 		while (!err && !input_done && cv->tail - cv->head < cv->njobs) {
 			uint64_t off, len;
-			int r = next_range(cv, &off, &len);
+			bool heavy;
+			int r = next_range(cv, &off, &len, &heavy);
 			if (r < 0) {
 				tool_err("%s: cannot get the allocation at offset %" PRIu64 ": %s",
 					 cv->src_path, cv->pos, strerror(-r));
@@ -296,6 +317,13 @@ static int run_pipeline(struct conv *cv, unsigned threads)
 			j->off = off;
 			j->len = len;
 			j->err = 0;
+			if (!heavy && cv->head == cv->tail) {
+				/* A plain copy with nothing queued before it: a
+				 * memcpy-sized job is cheaper done here than
+				 * handed to a worker and back. */
+				err = job_finish(cv, j, job_process(cv, j, NULL));
+				continue;
+			}
 			pthread_mutex_lock(&cv->lock);
 			j->state = JOB_PENDING;
 			cv->tail++;
@@ -311,19 +339,9 @@ static int run_pipeline(struct conv *cv, unsigned threads)
 		while (j->state != JOB_DONE)
 			pthread_cond_wait(&cv->done_cv, &cv->lock);
 		pthread_mutex_unlock(&cv->lock);
-		if (j->err < 0) {
-			tool_err("%s: read error at offset %" PRIu64 ": %s", cv->src_path, j->off,
-				 strerror(-j->err));
-			err = j->err;
+		err = job_finish(cv, j, j->err);
+		if (err)
 			break;
-		}
-		int r = cv->qcow2_out ? write_job_qcow2(cv, j) : write_job_raw(cv, j);
-		if (r < 0) {
-			tool_err("%s: write error near guest offset %" PRIu64 ": %s", cv->dst_path,
-				 j->off, strerror(-r));
-			err = r;
-			break;
-		}
 		j->state = JOB_FREE;
 		cv->head++;
 		show_progress(cv, cv->head == cv->tail ? cv->pos : j->off + j->len, false);
@@ -391,6 +409,18 @@ static int open_output(struct conv *cv, const struct qcow2_create_opts *q)
 				return -EINVAL;
 			}
 			l = in.backing;
+		}
+		/* Replace rather than truncate: on ext4, truncating a file to
+		 * zero and rewriting it makes close() flush all of it
+		 * (auto_da_alloc), which costs more than the whole copy.  A
+		 * symbolic link is followed and its target truncated. */
+		struct stat lst;
+		if (lstat(cv->dst_path, &lst) == 0 && S_ISREG(lst.st_mode) &&
+		    unlink(cv->dst_path) < 0 && errno != ENOENT) {
+			int r = -errno;
+			tool_err("%s: cannot replace the existing file: %s", cv->dst_path,
+				 strerror(errno));
+			return r;
 		}
 	}
 	if (cv->qcow2_out) {
