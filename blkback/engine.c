@@ -78,6 +78,7 @@ static int alloc_pool(struct engine *e, struct eng_queue *q)
 	q->iseg_mem = calloc(n * segs, sizeof(*q->iseg_mem));
 	q->copy_mem = calloc(n * segs, sizeof(*q->copy_mem));
 	q->grant_mem = e->p.persistent ? calloc(n * segs, sizeof(*q->grant_mem)) : NULL;
+	q->iov_mem = calloc(e->p.persistent ? n * segs : n, sizeof(*q->iov_mem));
 	/* Bounce buffers: reserved address space, backed by memory only as
 	 * requests of that size actually arrive. */
 	q->bounce_bytes = n * segs * HV_PAGE_SIZE;
@@ -85,7 +86,7 @@ static int alloc_pool(struct engine *e, struct eng_queue *q)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (q->bounce == MAP_FAILED)
 		q->bounce = NULL;
-	if (!q->reqs || !q->iseg_mem || !q->copy_mem || !q->bounce ||
+	if (!q->reqs || !q->iseg_mem || !q->copy_mem || !q->bounce || !q->iov_mem ||
 	    (e->p.persistent && !q->grant_mem))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -96,6 +97,7 @@ static int alloc_pool(struct engine *e, struct eng_queue *q)
 		rq->iseg = q->iseg_mem + i * segs;
 		rq->copy = q->copy_mem + i * segs;
 		rq->grant = q->grant_mem ? q->grant_mem + i * segs : NULL;
+		rq->iov = q->iov_mem + (e->p.persistent ? i * segs : i);
 		rq->next = i + 1 < n ? &q->reqs[i + 1] : NULL;
 	}
 	q->free_list = &q->reqs[0];
@@ -231,6 +233,8 @@ static void queue_teardown(struct engine *e, struct eng_queue *q)
 	free(q->iseg_mem);
 	free(q->copy_mem);
 	free(q->grant_mem);
+	free(q->iov_mem);
+	q->iov_mem = NULL;
 	q->reqs = NULL;
 	q->iseg_mem = NULL;
 	q->copy_mem = NULL;

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/uio.h>
 
 #include "engine.h"
 #include "pgrant.h"
@@ -50,6 +51,7 @@ struct blkreq {
 	char *buf;                    /* bounce buffer: max_segs pages */
 	struct blkif_request_segment *iseg; /* INDIRECT segments, max_segs */
 	struct hv_copy_seg *copy;     /* max_segs */
+	struct iovec *iov;            /* max_segs, persistent mode only */
 	struct seg_grant *grant;      /* max_segs, persistent mode only */
 	unsigned held;                /* grant[0..held) are held */
 	struct blkreq *next;          /* free list / work queue */
@@ -72,6 +74,8 @@ struct eng_queue {
 	unsigned nreqs;
 	struct blkreq *free_list;
 	struct blkreq *work_head, *work_tail;
+	struct blkreq *batch_head, *batch_tail; /* consumer only: not yet handed over */
+	unsigned batch_n;
 	unsigned inflight;            /* handed to workers, not yet answered */
 	bool consumer_waiting;
 	bool pushing;                 /* some thread is publishing responses */
@@ -83,6 +87,7 @@ struct eng_queue {
 	struct blkif_request_segment *iseg_mem;
 	struct hv_copy_seg *copy_mem;
 	struct seg_grant *grant_mem;
+	struct iovec *iov_mem;
 	struct pgrant_cache *pg;      /* persistent mode only */
 
 	unsigned spurious_run;        /* consecutive kicks that found nothing */

@@ -30,6 +30,7 @@ struct pgrant_cache {
 	struct pgrant *e;
 	uint32_t free_head;
 	uint32_t lru_head, lru_tail; /* least recently used first */
+	bool overflow;        /* a grant found the cache full since the last purge */
 };
 
 static uint32_t idx_of(struct pgrant_cache *c, struct pgrant *p)
@@ -137,15 +138,17 @@ static void *map_one(struct pgrant_cache *c, hv_gref_t gref, bool writable, int 
 	return a;
 }
 
-/* Make room for one more entry; caller holds lock.  NULL: all in use. */
+/* A free entry, or NULL when the cache is full.  As Linux blkback does,
+ * a full cache does not evict on demand (a working set larger than the
+ * cache would then map and unmap on every request): the caller copies, and
+ * pgrant_purge() makes room in batches.  Caller holds lock. */
 static struct pgrant *alloc_entry(struct pgrant_cache *c)
 {
 	struct pgrant *p;
 
 	if (c->free_head == NIL) {
-		if (c->lru_head == NIL)
-			return NULL;
-		evict(c, &c->e[c->lru_head]); /* rule 16: purge the LRU idle grant */
+		c->overflow = true;
+		return NULL;
 	}
 	p = &c->e[c->free_head];
 	c->free_head = p->next;
@@ -238,15 +241,24 @@ void pgrant_put(struct pgrant_cache *c, struct pgrant *p)
 	pthread_mutex_unlock(&c->lock);
 }
 
-unsigned pgrant_purge_idle(struct pgrant_cache *c, uint64_t idle_ns)
+unsigned pgrant_purge(struct pgrant_cache *c, uint64_t idle_ns)
 {
 	uint64_t now = now_ns();
-	unsigned n = 0;
+	unsigned n = 0, batch = c->max * PGRANT_PURGE_PERCENT / 100;
 
+	if (!batch)
+		batch = 1;
 	pthread_mutex_lock(&c->lock);
+	/* rule 16: drop grants idle too long, then, if new grants found the
+	 * cache full, a batch of the least recently used idle ones */
 	while (c->lru_head != NIL && now - c->e[c->lru_head].last_used_ns >= idle_ns) {
 		evict(c, &c->e[c->lru_head]);
 		n++;
+	}
+	if (c->overflow) {
+		for (unsigned i = 0; i < batch && c->lru_head != NIL; i++, n++)
+			evict(c, &c->e[c->lru_head]);
+		c->overflow = false;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return n;

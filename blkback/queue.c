@@ -13,7 +13,7 @@
 
 #define SPURIOUS_MAX_DELAY_MS 1000 /* XSA-332 backoff ceiling */
 #define PGRANT_IDLE_NS (60ull * 1000000000ull)
-#define PGRANT_PURGE_EVERY_NS 1000000000ull
+#define PGRANT_PURGE_EVERY_NS 100000000ull /* 100 ms, as Linux */
 
 enum drain_result { DRAIN_IDLE, DRAIN_MORE, DRAIN_FULL, DRAIN_BROKEN };
 
@@ -144,24 +144,48 @@ void *queue_worker_main(void *arg)
 	return NULL;
 }
 
+/* Hand the requests collected by dispatch() to the workers: one lock and
+ * one wake-up for several requests. */
+static void flush_batch(struct eng_queue *q)
+{
+	unsigned n = q->batch_n;
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->inflight += n;
+	if (q->work_tail)
+		q->work_tail->next = q->batch_head;
+	else
+		q->work_head = q->batch_head;
+	q->work_tail = q->batch_tail;
+	if (n == 1)
+		pthread_cond_signal(&q->work_cond);
+	else
+		pthread_cond_broadcast(&q->work_cond);
+	pthread_mutex_unlock(&q->lock);
+	q->batch_head = q->batch_tail = NULL;
+	q->batch_n = 0;
+}
+
+/* Queue a validated request for the workers (consumer thread only). */
 static void dispatch(struct eng_queue *q, struct blkreq *rq)
 {
-	pthread_mutex_lock(&q->lock);
 	rq->inflight = true;
-	q->inflight++;
 	rq->next = NULL;
-	if (q->work_tail)
-		q->work_tail->next = rq;
+	if (q->batch_tail)
+		q->batch_tail->next = rq;
 	else
-		q->work_head = rq;
-	q->work_tail = rq;
-	pthread_cond_signal(&q->work_cond);
-	pthread_mutex_unlock(&q->lock);
+		q->batch_head = rq;
+	q->batch_tail = rq;
+	if (++q->batch_n >= ENGINE_WORKERS)
+		flush_batch(q);
 }
 
 /* rule 23: wait until nothing taken before the barrier is in flight. */
 static void wait_drained(struct eng_queue *q)
 {
+	flush_batch(q);
 	pthread_mutex_lock(&q->lock);
 	while (q->inflight) {
 		q->consumer_waiting = true;
@@ -340,6 +364,7 @@ static enum drain_result drain(struct eng_queue *q)
 		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
+	flush_batch(q);
 	if (n) {
 		q->spurious_run = 0;
 		if (e->p.stats)
@@ -431,7 +456,7 @@ void *queue_consumer_main(void *arg)
 		}
 		if (q->pg && now_ns() - q->last_purge_ns > PGRANT_PURGE_EVERY_NS) {
 			q->last_purge_ns = now_ns();
-			pgrant_purge_idle(q->pg, PGRANT_IDLE_NS); /* rule 16 */
+			pgrant_purge(q->pg, PGRANT_IDLE_NS); /* rule 16 */
 		}
 		if (r == DRAIN_FULL) {
 			wait_slot(q);
