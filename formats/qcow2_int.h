@@ -66,6 +66,7 @@ struct q2_free {
 struct qcow2 {
 	struct img *img;
 	int fd;
+	int dfd;                     /* O_DIRECT twin for aligned guest data I/O, or -1 */
 
 	/* header, validated at open */
 	int version;

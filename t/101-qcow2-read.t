@@ -7,7 +7,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 20
+plan 22
 
 same_as_qemu() { # image: our export == qemu-img's raw conversion
     qemu-img convert -O raw "$1" "$T/ref.raw" && "$IMGIO" -r -f qcow2 "$1" "export $T/out.raw" &&
@@ -68,4 +68,14 @@ map=$("$IMGIO" -r -f qcow2 "$T/top.qcow2" map)
 like "$map" "depth=2" "block status reaches the raw base (depth 2)"
 info=$("$IMGIO" -r -f qcow2 "$T/top.qcow2" info)
 like "$info" "backing2=raw:.*base.raw" "chain is qcow2 -> qcow2 -> raw"
+# a qcow (v1) base under a qcow2 overlay (the qcow driver is registered in
+# image.c's table like any other)
+qemu-img create -q -f qcow "$T/old.qcow" 16M
+qemu-io -f qcow -c 'write -P 0x71 0 3M' "$T/old.qcow" >/dev/null
+(cd "$T" && qemu-img create -q -f qcow2 -b old.qcow -F qcow new.qcow2)
+qemu-io -f qcow2 -c 'write -P 0x72 1M 64k' "$T/new.qcow2" >/dev/null
+ok "qcow2 over qcow v1 reads like qemu" same_as_qemu "$T/new.qcow2"
+cp "$T/new.qcow2" "$T/new2.qcow2"; qemu-img convert -O raw "$T/new.qcow2" "$T/m.raw"
+"$IMGIO" -f qcow2 "$T/new2.qcow2" "random 5 100 16777216" && "$IMGIO" -f raw "$T/m.raw" "random 5 100 16777216"
+ok "copy-on-write over qcow v1 matches raw" qemu-img compare -q "$T/new2.qcow2" "$T/m.raw"
 done_testing

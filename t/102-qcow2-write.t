@@ -9,7 +9,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 12
+plan 13
 
 same_ops() { # image size seed count
     "$IMGIO" -f qcow2 "$1" "random $3 $4 $2" && "$IMGIO" -f raw "$T/m.raw" "random $3 $4 $2" &&
@@ -25,6 +25,14 @@ for cs in 512 65536 2M; do
         ok "cluster $cs compat $compat: random ops match raw, check clean" same_ops "$f" 16777216 $cs 250
     done
 done
+
+# IMG_DIRECT: aligned guest data through O_DIRECT, the rest buffered
+f=$T/direct.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4096 "$f" 16M
+qemu-img create -q -f raw "$T/m.raw" 16M
+ok "O_DIRECT data path (IMG_DIRECT)" sh -c "'$IMGIO' -d -f qcow2 '$f' 'random 51 250 16777216' &&
+    '$IMGIO' -f raw '$T/m.raw' 'random 51 250 16777216' && qemu-img check -q '$f' &&
+    qemu-img compare -q '$f' '$T/m.raw'"
 
 qemu-img create -q -f qcow2 "$T/src.qcow2" 16M
 qemu-io -f qcow2 -c 'write -P 0x61 0 16M' "$T/src.qcow2" >/dev/null

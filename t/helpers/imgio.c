@@ -53,19 +53,22 @@ static uint64_t rng_next(uint64_t *s)
 static int do_random(uint64_t seed, uint64_t count, uint64_t size)
 {
 	uint64_t s = seed;
-	uint8_t *buf = malloc(1 << 20);
+	void *mem = NULL;
 	int r = 0;
 
-	if (!buf)
+	/* page-aligned, so IMG_DIRECT (-d) can use O_DIRECT for aligned ops */
+	if (posix_memalign(&mem, 4096, 1 << 20) != 0)
 		return -ENOMEM;
+	uint8_t *buf = mem;
 	for (uint64_t i = 0; i < count && r == 0; i++) {
 		uint64_t op = rng_next(&s) % 100;
 		uint64_t len = 1 + rng_next(&s) % (op < 60 ? 200000 : 600000);
 		/* mostly sector-aligned like a guest, sometimes byte-unaligned */
 		uint64_t off = rng_next(&s) % size;
 		if (rng_next(&s) % 4) {
-			off &= ~511ull;
-			len = (len + 511) & ~511ull;
+			uint64_t a = rng_next(&s) % 2 ? 4096 : 512;
+			off &= ~(a - 1);
+			len = (len + a - 1) & ~(a - 1);
 		}
 		if (len > size - off)
 			len = size - off;
