@@ -27,7 +27,7 @@ PKG_CONFIG ?= pkg-config
 
 # Debian package providing each pkg-config module, for the error message.
 PKGS := fuse3:libfuse3-dev xenstore:libxen-dev xengnttab:libxen-dev \
-        xenevtchn:libxen-dev zlib:zlib1g-dev libdeflate:libdeflate-dev
+        xenevtchn:libxen-dev zlib:zlib1g-dev
 
 # The README's commands (make check, make demo) install what is missing
 # themselves: util/deps.sh is a no-op when everything is present.
@@ -43,8 +43,8 @@ PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(firstwo
 ifneq ($(strip $(PKG_MISSING)),)
 $(error missing build dependencies; install the Debian package(s): $(sort $(PKG_MISSING)) (or run 'make deps'))
 endif
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags fuse3 xenstore xengnttab xenevtchn zlib libdeflate)
-PKG_LIBS   := $(shell $(PKG_CONFIG) --libs fuse3 xenstore xengnttab xenevtchn zlib libdeflate)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags fuse3 xenstore xengnttab xenevtchn zlib)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs fuse3 xenstore xengnttab xenevtchn zlib)
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

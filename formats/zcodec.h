@@ -7,10 +7,8 @@
  * be the next cluster's data), and, as QEMU accepts, a stream that would
  * run on past a full cluster still counts as one cluster.
  *
- * libdeflate inflates about twice as fast as zlib, so it is tried first;
- * anything it does not accept outright (a stream longer than a cluster, a
- * truncated one, bad data) is handed to zlib, which decides exactly as
- * QEMU does.  Thread-safe: each thread keeps its own libdeflate state.
+ * zlib decides exactly as QEMU does.  Thread-safe: each thread keeps its
+ * own inflate state.  (zlib is the project's one compression library.)
  */
 #ifndef VBDFS_ZCODEC_H
 #define VBDFS_ZCODEC_H

@@ -16,7 +16,6 @@ fuse3:/usr/bin/fusermount3
 libxen-dev:/usr/include/xenstore.h
 xenstore-utils:/usr/bin/xenstore-ls
 zlib1g-dev:/usr/include/zlib.h
-libdeflate-dev:/usr/include/libdeflate.h
 qemu-utils:/usr/bin/qemu-img
 perl:/usr/bin/prove
 sysstat:/usr/bin/iostat
