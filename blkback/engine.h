@@ -11,6 +11,21 @@
  * image with requests of one ring in flight concurrently, answer with
  * responses batched by RING_PUSH_RESPONSES_AND_CHECK_NOTIFY semantics, and
  * count everything in the device's dev_stats and trace.
+ *
+ * How (engine.c lifecycle, queue.c threads, io.c image I/O, request.c the
+ * validation rules, ring.c the ring indexes, pgrant.c persistent grants):
+ *  - per queue one consumer thread (intake, validation, barriers) and
+ *    ENGINE_WORKERS (4) worker threads running the image I/O; completions
+ *    are published in batches, notifying only when the frontend asked;
+ *  - a request pool of 32 x ring pages per queue, allocated at start with
+ *    its bounce buffers (address space reserved for max-size requests,
+ *    backed by memory as requests actually use it): nothing is allocated
+ *    per request;
+ *  - data moves by grant copy through the bounce buffer, or, with
+ *    persistent grants, straight between the image and the mapped guest
+ *    pages;
+ *  - the initial size is img_size(img); engine_set_sectors() changes it.
+ * bench/engine.sh measures it against a plain pread loop.
  */
 #ifndef VBDFS_ENGINE_H
 #define VBDFS_ENGINE_H

@@ -283,6 +283,7 @@ static void reject(struct eng_queue *q, struct blkreq *rq, struct req_verdict v)
 		    e->p.domid, e->p.devid, q->index, v.reason, rq->wire.operation,
 		    (unsigned long long)rq->wire.id, (unsigned long long)rq->wire.sector_number);
 	complete(q, rq, v.status);
+	flush_batch(q); /* good requests taken before it need not wait */
 	sleep_ms(1);
 }
 
