@@ -155,7 +155,7 @@ static int queue_start_threads(struct eng_queue *q, char *err, size_t errlen)
 {
 	int r;
 
-	for (unsigned w = 0; w < ENGINE_WORKERS; w++) {
+	for (unsigned w = 0; w < q->e->workers; w++) {
 		r = pthread_create(&q->worker[w], NULL, queue_worker_main, q);
 		if (r) {
 			errmsg(err, errlen, "queue %u: cannot start a worker: %s", q->index,
@@ -278,6 +278,10 @@ struct engine *engine_start(const struct engine_params *p, char *err, size_t err
 	atomic_store(&e->sectors, img_size(p->img) / 512);
 	e->max_segs = p->max_indirect_segs > BLKIF_MAX_SEGMENTS_PER_REQUEST
 			      ? p->max_indirect_segs : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+	/* More I/O threads than CPUs only adds context switches for cached
+	 * data; fewer than two would serialize behind one slow request. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	e->workers = cpus < 2 ? 2 : cpus > ENGINE_WORKERS ? ENGINE_WORKERS : (unsigned)cpus;
 	ratelimit_init(&e->rl, 10, 5);
 	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->stop_fd < 0) {

@@ -4,7 +4,7 @@
  * io.c (running one validated request against the image).
  *
  * Per queue (= per ring): one consumer thread takes requests off the ring
- * in order, validates them and hands them to ENGINE_WORKERS worker threads
+ * in order, validates them and hands them to up to ENGINE_WORKERS threads
  * that run the image I/O, so requests of one ring are in flight together.
  * Completions write responses under the queue lock and one of them at a
  * time publishes and notifies for everything written so far (batching).
@@ -23,7 +23,7 @@
 #include "util/log.h"
 #include "util/stats.h"
 
-#define ENGINE_WORKERS 4          /* image I/O threads per queue */
+#define ENGINE_WORKERS 4          /* image I/O threads per queue, at most */
 #define ENGINE_REQS_PER_PAGE 32u  /* rule 5: request pool = 32 x ring pages */
 #define ENGINE_MAX_SEGS ((unsigned)(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGS_PER_INDIRECT_PAGE))
 
@@ -107,6 +107,7 @@ struct engine {
 	atomic_bool broken;
 	int stop_fd;                  /* eventfd, readable once stopping */
 	unsigned max_segs;            /* per request: max(11, indirect) */
+	unsigned workers;             /* per queue: online CPUs, 2..ENGINE_WORKERS */
 	struct ratelimit rl;          /* guest-triggered messages */
 	struct eng_queue q[ENGINE_MAX_QUEUES];
 };

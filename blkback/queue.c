@@ -178,7 +178,7 @@ static void dispatch(struct eng_queue *q, struct blkreq *rq)
 	else
 		q->batch_head = rq;
 	q->batch_tail = rq;
-	if (++q->batch_n >= ENGINE_WORKERS)
+	if (++q->batch_n >= q->e->workers)
 		flush_batch(q);
 }
 
