@@ -670,8 +670,13 @@ static int plan_read(struct qcow2 *q, uint64_t off, uint64_t len, struct rseg *s
 				return r;
 			l2_gc_base = gc >> q->l2_bits;
 		}
-		if (l2)
+		if (l2) {
 			e = get_be64(l2 + 8 * (gc & ((1ull << q->l2_bits) - 1)));
+		} else {
+			/* no L2 table: the rest of its range is unallocated */
+			uint64_t span = (((gc >> q->l2_bits) + 1) << (q->l2_bits + q->cluster_bits)) - g;
+			chunk = span < len - done ? span : len - done;
+		}
 		r = l2_kind(q, e, gc, &kind);
 		if (r < 0)
 			return r;
@@ -1047,7 +1052,7 @@ static int exec_alloc_write(struct qcow2 *q, struct img *img, const struct iovec
 	uint64_t head_pad = w->guest - g0, end = w->guest + w->len;
 	uint64_t tail_pad = g0 + w->n * cs - end;
 	uint8_t *head = NULL, *tail = NULL, *zbuf = NULL;
-	struct iovec *v = NULL;
+	struct iovec *v = NULL, vlocal[IOV_SLICE_INLINE + 2];
 	struct iov_slice mid = { 0 };
 	int r = 0, nv = 0;
 
@@ -1080,7 +1085,7 @@ static int exec_alloc_write(struct qcow2 *q, struct img *img, const struct iovec
 		if (r < 0)
 			goto out;
 	}
-	v = malloc(sizeof(*v) * (size_t)(mid.cnt + 2));
+	v = mid.cnt + 2 <= IOV_SLICE_INLINE + 2 ? vlocal : malloc(sizeof(*v) * (size_t)(mid.cnt + 2));
 	if (!v) {
 		r = -ENOMEM;
 		goto out;
@@ -1099,7 +1104,8 @@ out:
 		r = r < 0 ? r : -ENOMEM;
 	if (tail_pad && w->n > 1 && !tail)
 		r = r < 0 ? r : -ENOMEM;
-	free(v);
+	if (v != vlocal)
+		free(v);
 	free(head);
 	free(tail);
 	free(zbuf);
