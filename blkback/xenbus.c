@@ -1137,7 +1137,7 @@ struct xenbus *xenbus_start(const struct xenbus_config *cfg, char *err, size_t e
 		set_err(err, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	xb->xs = xs_open(0);
+	xb->xs = xs_open(cfg->socket_only ? XS_OPEN_SOCKETONLY : 0);
 	if (!xb->xs) {
 		const char *p = getenv("XENSTORED_PATH");
 		set_err(err, errlen, "cannot connect to xenstore%s%s: %s", p ? " at " : "",

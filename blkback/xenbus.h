@@ -60,6 +60,9 @@ struct xenbus_config {
 	unsigned max_indirect_segs;    /* feature-max-indirect-segments; 0 = none */
 	bool no_persistent;            /* do not offer feature-persistent */
 	bool direct_io;                /* open images with IMG_DIRECT */
+	/* Only the xenstored socket (XENSTORED_PATH), never the /dev/xen
+	 * fallback: the simulator, even on a Xen host. */
+	bool socket_only;
 	/* Called (on the watcher thread) if the xenstore connection is lost
 	 * and nothing can be served any more; may be NULL. */
 	void (*fatal)(const char *why);

@@ -348,6 +348,7 @@ int main(int argc, char **argv)
 	o.xb.hv = hv;
 	o.xb.backend_type = o.backend_type;
 	o.xb.engine = &xenbus_engine_default;
+	o.xb.socket_only = o.sim_dir != NULL;
 	o.xb.fatal = xenbus_fatal;
 	xb = xenbus_start(&o.xb, err, sizeof(err));
 	if (!xb) {

@@ -103,6 +103,7 @@ int main(int argc, char **argv)
 	log_init("xbback", getenv("XBBACK_DEBUG") ? VLOG_DEBUG : VLOG_INFO, false);
 	xenbus_config_defaults(&cfg);
 	cfg.engine = &fake_ops;
+	cfg.socket_only = true;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--backend-type") == 0 && i + 1 < argc)
 			cfg.backend_type = argv[++i];
