@@ -55,13 +55,14 @@ like "$(grep ": connected" "$T/simback.err" | tail -n 1)" "x86_32-abi, 4 queues,
     "backend connected with x86_32, 4 queues, order 4"
 e2e "x86_64, 1 queue, ring order 0" "xvda:$T/raw.img" $MIX --queues 1 --ring-order 0
 e2e "no indirect, no persistent grants, 1M I/Os split" "xvda:$T/raw.img" \
-    --rw write --bs 1M --indirect 0 --persistent off --size 8M
-is "$(jf '.devices[0].requests')" $((2 * 8 * 24)) \
-    "1M I/Os split into 11-segment requests (24 each, writes and read-back)"
+    --rw write --bs 1M --indirect 0 --persistent off --size 8M --queues 2
+is "$(jf '.devices[0].requests')" $((2 * 8 * 24 + 2)) \
+    "1M I/Os split into 11-segment requests (24 each, writes and read-back; a flush per queue)"
 is "$(grep ": connected" "$T/simback.err" | tail -n 1 | grep -c persistent)" 0 \
     "backend connected without persistent grants"
-e2e "256 indirect segments, 1M I/Os" "xvda:$T/raw.img" --rw write --bs 1M --indirect 256 --size 8M
-is "$(jf '.devices[0].requests')" 16 "one request per 1M I/O"
+e2e "256 indirect segments, 1M I/Os" "xvda:$T/raw.img" --rw write --bs 1M --indirect 256 --size 8M \
+    --queues 2
+is "$(jf '.devices[0].requests')" 18 "one request per 1M I/O (and a flush per queue)"
 e2e "32 indirect segments (default), unaligned buffers" "xvda:$T/raw.img" $MIX --bs 60k --unaligned
 e2e "x86_32, persistent off, indirect, unaligned, qcow2" "xvda:$T/q.qcow2:qcow2" $MIX \
     --abi x86_32 --persistent off --bs 192k --unaligned --queues 4

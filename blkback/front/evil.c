@@ -26,6 +26,10 @@ struct evil {
 	uint32_t frame;           /* two scratch data pages */
 	uint32_t ind_frame;       /* an indirect page */
 	unsigned pass, fail;
+	/* With persistent grants the backend may keep any gref it saw
+	 * mapped, so, as blkfront, we end them only when disconnecting. */
+	uint32_t held[256];
+	unsigned nheld;
 };
 
 static void result(struct evil *e, bool pass, const char *mode, const char *what, const char *fmt, ...)
@@ -90,10 +94,19 @@ static int grant(struct evil *e, uint16_t to, uint32_t frame, bool ro)
 	return r < 0 ? 0 : r;
 }
 
-static void end_grant(struct evil *e, int gref)
+static void end_grant_now(struct evil *e, int gref)
 {
 	if (gref > 0 && vf_end_grant(e->d->mem, (uint32_t)gref) < 0)
 		atomic_fetch_add(&e->d->stats.grant_leaks, 1);
+}
+
+/* A grant a request used: ended now, or at the end with persistent grants. */
+static void end_grant(struct evil *e, int gref)
+{
+	if (gref > 0 && e->d->persistent && e->nheld < sizeof(e->held) / sizeof(e->held[0]))
+		e->held[e->nheld++] = (uint32_t)gref;
+	else
+		end_grant_now(e, gref);
 }
 
 /* A good 4 KiB read of sector 0: the device must still work. */
@@ -150,8 +163,10 @@ static void mode_bad_grant(struct evil *e)
 	simple_req(e, &req, BLKIF_OP_READ, 0, 0x7ffffff0u, 0, 7);
 	expect_refused(e, m, "grant ref out of range", &req);
 
+	/* A gref never used in a request (so no backend can have it mapped
+	 * persistently), ended before use. */
 	g = grant(e, e->d->be_domid, e->frame, false);
-	end_grant(e, g);
+	end_grant_now(e, g);
 	simple_req(e, &req, BLKIF_OP_READ, 0, (grant_ref_t)g, 0, 7);
 	expect_refused(e, m, "grant ref no longer granted", &req);
 
@@ -363,6 +378,8 @@ int vf_evil_run(struct vf_dev *d, const char *mode)
 		modes[i].fn(&e);
 	}
 	printf("evil %s on device %u: %u passed, %u failed\n", mode, d->devid, e.pass, e.fail);
+	for (unsigned i = 0; i < e.nheld; i++)
+		end_grant_now(&e, (int)e.held[i]);
 	vf_mem_release(d->mem, e.frame, 2);
 	vf_mem_release(d->mem, e.ind_frame, 1);
 	return e.fail ? -1 : 0;

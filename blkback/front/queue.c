@@ -508,6 +508,8 @@ struct phase {
 	uint64_t ios, bytes;      /* budgets; 0 = unlimited */
 	uint64_t ios_gen, bytes_gen;
 	uint64_t deadline_ns;     /* 0 = none */
+	bool wrote;               /* a write or discard was issued */
+	bool flush_only;          /* the closing flush: one FLUSH, even when stopping */
 };
 
 static bool overlaps_inflight(const struct qrun *qr, const struct vf_io_desc *d)
@@ -535,6 +537,12 @@ static bool next_io(struct qrun *qr, struct phase *ph, struct vf_io_desc *out)
 {
 	struct vf_dev *d = qr->d;
 
+	if (ph->flush_only) {
+		if (ph->ios_gen++)
+			return false;
+		*out = (struct vf_io_desc){ .op = VF_OP_FLUSH };
+		return true;
+	}
 	for (;;) {
 		if ((ph->ios && ph->ios_gen >= ph->ios) || (ph->bytes && ph->bytes_gen >= ph->bytes))
 			return false;
@@ -547,6 +555,7 @@ static bool next_io(struct qrun *qr, struct phase *ph, struct vf_io_desc *out)
 			continue;
 		ph->ios_gen++;
 		ph->bytes_gen += out->len;
+		ph->wrote |= out->op == VF_OP_WRITE || out->op == VF_OP_DISCARD;
 		return true;
 	}
 }
@@ -559,7 +568,7 @@ static void run_phase(struct qrun *qr, struct phase *ph)
 	uint64_t last = now_ns();
 
 	for (;;) {
-		if (atomic_load(&vf_stop) || q->broken)
+		if ((atomic_load(&vf_stop) && !ph->flush_only) || q->broken)
 			stopping = true;
 		while (!stopping) {
 			struct vf_io *io;
@@ -645,6 +654,21 @@ static void init_phase(struct qrun *qr, struct phase *ph, const char *name, enum
 		queue_break(qr->q, "%s", err);
 }
 
+/* After a phase that wrote: one flush, as a guest syncs before it calls
+ * its work done (so the data survives a crash of the backend). */
+static void closing_flush(struct qrun *qr, const struct phase *done)
+{
+	struct vf_dev *d = qr->d;
+	struct phase ph;
+
+	if (!done->wrote || !(d->flush || d->barrier) || d->opts->no_flush || qr->q->broken)
+		return;
+	memset(&ph, 0, sizeof(ph));
+	ph.name = "flush";
+	ph.flush_only = true;
+	run_phase(qr, &ph);
+}
+
 void *vf_queue_main(void *arg)
 {
 	struct vf_queue *q = arg;
@@ -666,11 +690,13 @@ void *vf_queue_main(void *arg)
 		if (!q->broken)
 			run_phase(&qr, &ph);
 		qr.fill_gen = 0;
+		closing_flush(&qr, &ph);
 	}
 	if ((!o->fill || o->ios || o->bytes || o->duration_ns) && !q->broken) {
 		init_phase(&qr, &ph, "workload", o->pattern, o->rw, false);
 		if (!q->broken)
 			run_phase(&qr, &ph);
+		closing_flush(&qr, &ph);
 	}
 	if ((o->verify || o->fill) && !q->broken && !atomic_load(&vf_stop)) {
 		init_phase(&qr, &ph, "verify", VF_SEQ, VF_RW_READ, true);
