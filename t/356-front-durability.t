@@ -36,7 +36,7 @@ rc=$?
 ok "qcow2 consistent after SIGKILL (qemu-img check: no corruption)" test $rc = 0 -o $rc = 3
 
 rm -rf "$SIM"
-ok "vbdfs restarts" vbdfs_start
+ok "vbdfs restarts" vbdfs_start || diag "$(tail -n 5 "$T/vbdfs.log")"
 ok "raw: every sector still there" front_run 7 "xvda:$T/r.raw" --filled --seed 11 --json --rw read
 is "$(jf '.devices[0].verify.mismatches')" 0 "no mismatches (raw)"
 ok "qcow2: every sector still there" front_run 8 "xvdb:$T/q.qcow2:qcow2" --filled --seed 12 \
@@ -45,5 +45,5 @@ is "$(jf '.devices[0].verify.sectors')" $((2 * 24 * 2048)) "qcow2: every sector 
 front_run 9 "xvdb:$T/q.qcow2:qcow2" --filled --seed 13 --rw read --ios 8 --json
 is "$?:$(jf .ok)" "1:false" "a wrong seed is detected on the same image (exit 1)"
 kill -TERM "$VBDFS_PID"
-ok "vbdfs stops cleanly" wait "$VBDFS_PID"
+ok "vbdfs stops cleanly" wait "$VBDFS_PID" || diag "$(tail -n 5 "$T/vbdfs.log")"
 done_testing
