@@ -34,6 +34,8 @@ front_run() { front_start "$@"; front_wait; }
 # simback_start [ARGS]: the backend (xenbus + real engine, no FUSE) on $SIM
 SIMBACK=$VBDFS_BUILD/t/helpers/simback
 simback_start() {
+    # the hypervisor socket exists a moment before simd listens on it
+    wait_for 10 grep -q ready "$T/simd.out" || bail_out "simd not ready: $(cat "$T/simd.err")"
     "$SIMBACK" "$SIM" "$@" >"$T/simback.out" 2>"$T/simback.err" &
     SIMBACK_PID=$!
     at_exit "kill $SIMBACK_PID 2>/dev/null; wait $SIMBACK_PID 2>/dev/null"
