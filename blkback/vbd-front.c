@@ -520,8 +520,15 @@ int main(int argc, char **argv)
 	if (pages > (1ull << 20))
 		pages = 1ull << 20; /* 4 GiB of (sparse) guest memory at most */
 	snprintf(name, sizeof(name), "vbd-front-%u", o.domid);
-	g = sim_guest_connect(o.sim_dir, o.domid, o.name ? o.name : name, (size_t)pages,
-			      (unsigned)(pages + 1024), err, sizeof(err));
+	/* With --wait, also wait for the simulator (it may be starting) and
+	 * for an earlier incarnation of this domain to be gone. */
+	for (uint64_t until = now_ns() + o.timeout_ns;;) {
+		g = sim_guest_connect(o.sim_dir, o.domid, o.name ? o.name : name, (size_t)pages,
+				      (unsigned)(pages + 1024), err, sizeof(err));
+		if (g || !o.wait || now_ns() >= until || atomic_load(&vf_stop))
+			break;
+		usleep(50000);
+	}
 	if (!g) {
 		fprintf(stderr, "vbd-front: cannot register as domain %u with %s/hypervisor: %s\n",
 			o.domid, o.sim_dir, err);

@@ -18,7 +18,8 @@ front_start() {
     "$VBD_FRONT" --sim "$SIM" --domid "$_dom" --wait "$@" $_names >"$T/f.out" 2>"$T/f.err" &
     FRONT_PID=$!
     at_exit "kill -9 $FRONT_PID 2>/dev/null"
-    wait_for 10 xenstore-read "/local/domain/$_dom/name" || diag "domain $_dom did not appear"
+    wait_for 10 xenstore-read "/local/domain/$_dom/name" ||
+        diag "domain $_dom did not appear: $(head -c 300 "$T/f.err")"
     for _d in $_disks; do
         _vdev=${_d%%:*}; _rest=${_d#*:}; _img=${_rest%%:*}; _fmt=raw
         case $_rest in *:*) _fmt=${_rest#*:} ;; esac
