@@ -378,8 +378,18 @@ void q2_queue_free_l2e(struct qcow2 *q, uint64_t l2e)
 		atomic_store(&q->frees_pressure, true);
 }
 
+/* Give freed space back to the file system, one call per run of clusters. */
+static void punch(struct qcow2 *q, uint64_t first, uint64_t n)
+{
+	if (n)
+		(void)fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)(first << q->cluster_bits), (off_t)(n << q->cluster_bits));
+}
+
 void q2_apply_frees(struct qcow2 *q, struct q2_free *f, size_t n)
 {
+	uint64_t run_first = 0, run_n = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		if (f[i].len == 0)
 			continue;
@@ -396,11 +406,17 @@ void q2_apply_frees(struct qcow2 *q, struct q2_free *f, size_t n)
 				continue;
 			if (c < q->free_hint)
 				q->free_hint = c;
-			/* give the space back; the data is unreachable now */
-			(void)fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					(off_t)(c << q->cluster_bits), (off_t)q->cluster_size);
+			/* the data is unreachable now */
+			if (run_n && c == run_first + run_n) {
+				run_n++;
+			} else {
+				punch(q, run_first, run_n);
+				run_first = c;
+				run_n = 1;
+			}
 		}
 	}
+	punch(q, run_first, run_n);
 }
 
 int q2_refcounts_durable(struct qcow2 *q)
