@@ -73,6 +73,7 @@ struct xs_conn {
 
 	struct xs_event *ev_head, *ev_tail;
 	unsigned nevents;
+	size_t ev_bytes;        /* path and token bytes queued */
 	uint64_t ev_dropped;
 
 	struct xs_watch *watches;
@@ -140,9 +141,10 @@ static void send_msg(struct xs_conn *c, uint32_t type, uint32_t req_id, uint32_t
 	c->out_len += blen;
 }
 
+/* Move queued events into the output, while the output stays small. */
 static void serialize_events(struct xs_conn *c)
 {
-	while (c->ev_head && !c->dead) {
+	while (c->ev_head && !c->dead && c->out_len - c->out_start < XS_OUT_LIMIT / 4) {
 		struct xs_event *e = c->ev_head;
 		send_msg(c, XS_WATCH_EVENT, 0, 0, e->path, strlen(e->path) + 1, e->token,
 			 strlen(e->token) + 1);
@@ -150,6 +152,7 @@ static void serialize_events(struct xs_conn *c)
 		if (!c->ev_head)
 			c->ev_tail = NULL;
 		c->nevents--;
+		c->ev_bytes -= strlen(e->path) + strlen(e->token) + 2;
 		free(e->path);
 		free(e->token);
 		free(e);
@@ -297,7 +300,8 @@ static void queue_event(struct xs_conn *c, const char *path, const char *token)
 	for (struct xs_event *e = c->ev_head; e; e = e->next)
 		if (strcmp(e->path, path) == 0 && strcmp(e->token, token) == 0)
 			return;
-	if (c->nevents >= XS_MAX_EVENTS) {
+	size_t bytes = strlen(path) + strlen(token) + 2;
+	if (c->nevents >= XS_MAX_EVENTS || c->ev_bytes + bytes > XS_MAX_EVENT_BYTES) {
 		c->ev_dropped++;
 		log_limited(&xs_rl, VLOG_WARN,
 			    "xenstored: dom%u is not reading its watch events; %" PRIu64
@@ -324,6 +328,7 @@ static void queue_event(struct xs_conn *c, const char *path, const char *token)
 		c->ev_head = e;
 	c->ev_tail = e;
 	c->nevents++;
+	c->ev_bytes += bytes;
 }
 
 static void event_for(struct xs_conn *c, const struct xs_watch *w, const char *path)
@@ -381,6 +386,7 @@ static void drop_events(struct xs_conn *c)
 	}
 	c->ev_tail = NULL;
 	c->nevents = 0;
+	c->ev_bytes = 0;
 }
 
 /* ------------------------------------------------------------ transactions */
@@ -814,6 +820,16 @@ static bool watch_path(struct op_ctx *o, const char *arg, bool *relative)
 	return canonical(o->c, arg, o->path, sizeof(o->path));
 }
 
+/* Watches of guest domid over all its connections. */
+static unsigned guest_watches(const struct xs_server *s, uint16_t domid)
+{
+	unsigned n = 0;
+	for (const struct xs_conn *k = s->conns; k; k = k->next)
+		if (!k->priv && k->domid == domid)
+			n += k->nwatches;
+	return n;
+}
+
 static void do_watch(struct op_ctx *o)
 {
 	const char *argv[2];
@@ -829,7 +845,7 @@ static void do_watch(struct op_ctx *o)
 			return;
 		}
 	}
-	if (!c->priv && c->nwatches >= XS_MAX_WATCHES) {
+	if (!c->priv && guest_watches(c->srv, c->domid) >= XS_MAX_WATCHES) {
 		reply_err(c, o->r, E2BIG);
 		return;
 	}

@@ -21,10 +21,11 @@ struct xs_server;
 struct xs_conn;
 
 /* Limits per connection (XSA-349: bounded memory per client). */
-#define XS_MAX_WATCHES      128u    /* unprivileged connections */
+#define XS_MAX_WATCHES      128u    /* of one guest domain, all connections */
 #define XS_MAX_TXNS         10u     /* open transactions of one guest domain */
 #define XS_MAX_GUEST_TXNS   128u    /* of all guests together */
 #define XS_MAX_EVENTS       1024u   /* queued, coalesced watch events */
+#define XS_MAX_EVENT_BYTES  (256u * 1024) /* their paths and tokens */
 #define XS_OUT_LIMIT        (256u * 1024) /* stop reading requests above this backlog */
 #define XS_IN_LIMIT         (64u * 1024)
 
