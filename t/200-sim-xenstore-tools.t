@@ -32,7 +32,7 @@ ok "chmod -r recursive" xenstore-chmod -r /vbdfs/p n3
 like "$(xenstore-ls -p /vbdfs/p)" 'node = "v".*\(n3\)' "recursive perms listed"
 
 # Watches: the initial event at once, then one per change.
-xenstore-watch -n 3 /vbdfs/w >"$T/watch.out" 2>&1 &
+timeout 60 xenstore-watch -n 3 /vbdfs/w >"$T/watch.out" 2>&1 &
 WPID=$!
 at_exit "kill $WPID 2>/dev/null"
 wait_for 20 grep -q /vbdfs/w "$T/watch.out"

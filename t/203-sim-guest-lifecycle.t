@@ -15,7 +15,8 @@ at_exit "kill $G7 2>/dev/null"
 "$SIMGUEST" "$SIM" 8 eight >"$T/g8.out" 2>&1 &
 G8=$!
 at_exit "kill $G8 2>/dev/null"
-wait_for 10 test -S "$SIM/xenstored.d/7" && wait_for 10 test -S "$SIM/xenstored.d/8"
+wait_for 30 test -S "$SIM/xenstored.d/7" && wait_for 30 test -S "$SIM/xenstored.d/8" ||
+    bail_out "guests did not register: $(cat "$T/g7.err" "$T/g8.out")"
 is "$(cat "$T/g7.out")" "$SIM/xenstored.d/7" "guest prints its xenstore socket"
 is "$(xenstore-read /local/domain/7/name)" "seven" "dom0 sees the guest's name"
 ok "domain 7 introduced" test "$(xenstore-ls /local/domain | grep -c '^[78] ')" = 2
@@ -30,7 +31,7 @@ fails "guest cannot write another guest's nodes" as7 xenstore-write /local/domai
 fails "guest cannot list another guest's directory" as7 xenstore-ls /local/domain/8
 
 # Kill the guest: its domain goes away and watchers hear of it.
-xenstore-watch -n 2 @releaseDomain >"$T/rel.out" 2>&1 &
+timeout 60 xenstore-watch -n 2 @releaseDomain >"$T/rel.out" 2>&1 &
 W=$!
 at_exit "kill $W 2>/dev/null"
 wait_for 20 grep -q @releaseDomain "$T/rel.out"

@@ -9,7 +9,7 @@ sim_start() {
     "$SIMD" "$SIM" >"$T/simd.out" 2>"$T/simd.err" &
     SIMD_PID=$!
     at_exit "kill $SIMD_PID 2>/dev/null; wait $SIMD_PID 2>/dev/null"
-    wait_for 30 test -S "$SIM/hypervisor" || bail_out "simd did not start: $(cat "$T/simd.err")"
+    wait_for 30 grep -q ready "$T/simd.out" || bail_out "simd did not start: $(cat "$T/simd.err")"
     XENSTORED_PATH=$SIM/xenstored
     export XENSTORED_PATH
 }

@@ -88,22 +88,26 @@ static void ent_free(struct sim *s, struct ent *e)
 	free(e);
 }
 
+/* A listening socket at path.  It is bound under a temporary name and
+ * renamed into place once it listens, so that whoever sees the path can
+ * connect (no window where connect() is refused). */
 static int listen_unix(const char *path, int type, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.new", path) >= (int)sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path too long: %s", path);
 		return -1;
 	}
-	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	unlink(path); /* a stale socket from an earlier run */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+	unlink(sa.sun_path); /* a stale one from an earlier run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+	    rename(sa.sun_path, path) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		unlink(sa.sun_path);
 		close(fd);
 		return -1;
 	}
