@@ -242,15 +242,17 @@ static int wait_backend(struct xs_handle *xs, const char *be, const char *type, 
 	snprintf(path, sizeof(path), "%s/error", be);
 	for (;;) {
 		if (rd(xs, XBT_NULL, path, err, sizeof(err)))
-			return fail(EX_FAIL, "vbdfs refused the disk: %s", err);
+			return fail(EX_FAIL, "vbdfs refused the disk: %s (its nodes stay until "
+				    "vbdctl detach)", err);
 		st = read_state(xs, be);
 		if (st >= XB_INITWAIT && st <= XB_CONNECTED)
 			return EX_OK;
 		if (st == XB_CLOSED)
-			return fail(EX_FAIL, "vbdfs closed the disk");
+			return fail(EX_FAIL, "vbdfs closed the disk (its nodes stay until vbdctl detach)");
 		if (now_ms() >= end)
 			return fail(EX_FAIL, "no vbdfs took the disk within %d s (is vbdfs running "
-				    "with --backend-type %s?)", secs, type);
+				    "with --backend-type %s?); the disk stays attached and is "
+				    "served when vbdfs starts", secs, type);
 		sleep_ms(50);
 	}
 }
