@@ -290,6 +290,60 @@ static void start_failures(void)
 	fk_guest_fini(&g);
 }
 
+/* Device settings that change what is valid: 4 KiB logical sectors,
+ * secure discard advertised, a read-only device. */
+static void device_settings(void)
+{
+	struct fk_seg seg[2];
+	struct blkif_req rq;
+	struct fk_ring *r = &g.ring[0];
+	struct trace_rec tr[4];
+	uint64_t cur, missed;
+
+	setup(0, 64);
+	fk_segs(g.f, seg, 2, false);
+	g.p.sector_size = 4096;
+	g.p.discard_secure = true;
+	fk_guest_start(&g);
+	fk_req(&rq, BLKIF_OP_WRITE, 1, 8, seg, 1);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_OKAY), "4Kn: aligned write OKAY");
+	fk_req(&rq, BLKIF_OP_WRITE, 2, 4, seg, 1);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_ERROR), "4Kn: sector_number not 4 KiB aligned -> ERROR");
+	struct fk_seg half = seg[0];
+	half.last = 3;
+	fk_req(&rq, BLKIF_OP_READ, 3, 8, &half, 1);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_ERROR), "4Kn: half-page segment -> ERROR");
+	cur = trace_cursor_now(g.trace);
+	memset(&rq, 0, sizeof(rq));
+	rq.operation = BLKIF_OP_DISCARD;
+	rq.discard_flag = BLKIF_DISCARD_SECURE;
+	rq.id = 4;
+	rq.sector_number = 16;
+	rq.nr_sectors = 16;
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_OKAY), "secure discard OKAY when advertised");
+	ok(trace_read(g.trace, &cur, tr, 4, &missed, 1000) == 1 && tr[0].op == TRACE_DISCARD &&
+	   (tr[0].flags & TRACE_F_SECURE) && tr[0].nr_sectors == 16,
+	   "trace: secure discard flagged");
+	ok(stopped_clean(), "stop: clean");
+	fk_guest_fini(&g);
+
+	setup(0, 64);
+	fk_segs(g.f, seg, 2, false);
+	g.p.readonly = true;
+	g.p.feature_discard = false;
+	fk_guest_start(&g);
+	unsigned writes = atomic_load(&g.img->writes);
+	fk_req(&rq, BLKIF_OP_WRITE, 1, 0, seg, 1);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_ERROR), "read-only: WRITE -> ERROR");
+	fk_req(&rq, BLKIF_OP_READ, 2, 0, seg, 1);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_OKAY), "read-only: READ OKAY");
+	fk_req(&rq, BLKIF_OP_FLUSH_DISKCACHE, 3, 0, NULL, 0);
+	ok(fk_run(r, &rq, 1, BLKIF_RSP_OKAY), "read-only: pure flush OKAY");
+	ok(atomic_load(&g.img->writes) == writes, "read-only: the image was never written");
+	ok(stopped_clean(), "stop: clean");
+	fk_guest_fini(&g);
+}
+
 int main(void)
 {
 	log_init("t252", VLOG_ERR, false);
@@ -301,5 +355,6 @@ int main(void)
 	stop_in_flight(false);
 	stop_in_flight(true);
 	start_failures();
+	device_settings();
 	return done_testing();
 }
