@@ -1,7 +1,8 @@
 /*
  * Unit tests: inflating compressed clusters (formats/zcodec.c) follows
- * QEMU's rules whichever library does the work, and the compressor of the
- * qcow2 writer round-trips through it, from several threads at once.
+ * QEMU's rules (trailing bytes, overlong and truncated streams), and the
+ * compressor of the qcow2 writer round-trips through it, from several
+ * threads at once (each thread reuses its own stream).
  */
 #include <errno.h>
 #include <pthread.h>
