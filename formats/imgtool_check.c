@@ -95,18 +95,17 @@ int cmd_check(int argc, char **argv)
 			json = !strcmp(optarg, "json");
 			break;
 		case 'h': check_help(); return CHECK_CLEAN;
-		default: return usage_err("check", "bad option"), CHECK_ERROR;
+		default: return usage_err("check", "bad option");
 		}
 	}
+	/* usage errors exit 1, which is also CHECK_ERROR: no check was done */
 	if (optind != argc - 1)
-		return usage_err("check", optind >= argc ? "missing FILE" : "too many arguments"),
-		       CHECK_ERROR;
+		return usage_err("check", optind >= argc ? "missing FILE" : "too many arguments");
 	if (fmt && !format_known(fmt))
-		return usage_err("check", "unknown format '%s' (raw, qcow2 or qcow)", fmt),
-		       CHECK_ERROR;
+		return usage_err("check", "unknown format '%s' (raw, qcow2 or qcow)", fmt);
 	if (fix && !fmt)
 		return usage_err("check", "-r leaks writes to the image: give its format "
-				 "with -f (formats are never guessed for writing)"), CHECK_ERROR;
+				 "with -f (formats are never guessed for writing)");
 
 	const char *path = argv[optind];
 	struct img *img;
