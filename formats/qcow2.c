@@ -106,6 +106,13 @@ static int parse_extensions(struct qcow2 *q, struct img *img, const uint8_t *c0,
 				return img_seterr(err, errlen, -EINVAL,
 						  "backing format name contains a NUL byte");
 			break;
+		case QCOW2_EXT_BITMAPS:
+			if (len >= 24) {
+				q->nb_bitmaps = get_be32(c0 + pos);
+				q->bitmap_dir_size = get_be64(c0 + pos + 8);
+				q->bitmap_dir_offset = get_be64(c0 + pos + 16);
+			}
+			break;
 		case QCOW2_EXT_FEATURE_TABLE:
 			*ftab = c0 + pos;
 			*ftab_len = len;

@@ -99,6 +99,20 @@
 #define QCOW2_MAX_SNAPSHOTS_BYTES (64u << 20)
 #define QCOW2_MAX_SNAPSHOT_EXTRA 1024u
 #define QCOW2_MAX_HOST_OFFSET    (1ull << 56) /* host offsets are below 2^56 */
+#define QCOW2_MAX_BITMAPS        65535u
+#define QCOW2_MAX_BITMAP_DIR_BYTES (64u << 20)
+
+/* bitmaps extension data: u32 nb_bitmaps, u32 reserved, u64 directory
+ * size, u64 directory offset.  Directory entries (padded to 8): */
+#define QCOW2_BM_TABLE_OFFSET    0   /* u64 */
+#define QCOW2_BM_TABLE_SIZE      8   /* u32 entries */
+#define QCOW2_BM_FLAGS           12  /* u32 */
+#define QCOW2_BM_TYPE            16  /* u8 */
+#define QCOW2_BM_GRANULARITY     17  /* u8 */
+#define QCOW2_BM_NAME_SIZE       18  /* u16 */
+#define QCOW2_BM_EXTRA_SIZE      20  /* u32 */
+#define QCOW2_BM_HDR_LEN         24  /* then extra data, name */
+#define QCOW2_BMT_OFFSET_MASK    0x00fffffffffffe00ull /* bitmap table entry */
 
 /* ---- L1 entries ---- */
 #define QCOW2_OFLAG_COPIED       (1ull << 63) /* refcount is exactly 1 */

@@ -225,6 +225,66 @@ static void walk_snapshots(struct ck *k)
 	ref_range(k, q->snapshots_offset, pos - q->snapshots_offset, "snapshot table");
 }
 
+/* Persistent bitmaps: the directory, each bitmap table and its data
+ * clusters.  Only while the autoclear bit says they are consistent (after
+ * a writer without bitmap support, QEMU itself treats them as garbage). */
+static void walk_bitmaps(struct ck *k)
+{
+	struct qcow2 *q = k->q;
+	uint64_t dsize = q->bitmap_dir_size, doff = q->bitmap_dir_offset;
+
+	if (q->nb_bitmaps > QCOW2_MAX_BITMAPS || dsize > QCOW2_MAX_BITMAP_DIR_BYTES ||
+	    doff % q->cluster_size || doff >= QCOW2_MAX_HOST_OFFSET || dsize > q->file_end ||
+	    doff > q->file_end - dsize) {
+		problem(k, "ERROR bitmap directory (offset 0x%" PRIx64 ", size %" PRIu64
+			") is invalid", doff, dsize);
+		k->res->corruptions++;
+		return;
+	}
+	ref_range(k, doff, dsize, "bitmap directory");
+	uint8_t *dir = malloc(dsize ? dsize : 1);
+	if (!dir || full_pread(q->fd, dir, dsize, doff) < 0) {
+		free(dir);
+		k->res->check_errors++;
+		return;
+	}
+	uint64_t pos = 0;
+	for (uint32_t b = 0; b < q->nb_bitmaps; b++) {
+		if (pos + QCOW2_BM_HDR_LEN > dsize) {
+			problem(k, "ERROR bitmap directory entry %u outside the directory", b);
+			k->res->corruptions++;
+			break;
+		}
+		const uint8_t *e = dir + pos;
+		uint64_t toff = get_be64(e + QCOW2_BM_TABLE_OFFSET);
+		uint64_t tsize = (uint64_t)get_be32(e + QCOW2_BM_TABLE_SIZE) * 8;
+		pos += (QCOW2_BM_HDR_LEN + (uint64_t)get_be32(e + QCOW2_BM_EXTRA_SIZE) +
+			get_be16(e + QCOW2_BM_NAME_SIZE) + 7) & ~7ull;
+		if (tsize == 0)
+			continue;
+		if (toff % q->cluster_size || tsize > QCOW2_MAX_L1_BYTES || toff > q->file_end ||
+		    tsize > q->file_end - toff) {
+			problem(k, "ERROR bitmap %u table (offset 0x%" PRIx64 ") is invalid", b, toff);
+			k->res->corruptions++;
+			continue;
+		}
+		ref_range(k, toff, tsize, "bitmap table");
+		uint8_t *t = malloc(tsize);
+		if (!t || full_pread(q->fd, t, tsize, toff) < 0) {
+			free(t);
+			k->res->check_errors++;
+			continue;
+		}
+		for (uint64_t i = 0; i < tsize / 8; i++) {
+			uint64_t off = get_be64(t + 8 * i) & QCOW2_BMT_OFFSET_MASK;
+			if (off)
+				ref_range(k, off, q->cluster_size, "bitmap data");
+		}
+		free(t);
+	}
+	free(dir);
+}
+
 /* Compare stored refcounts with the counted references. */
 static void compare(struct ck *k, bool fix)
 {
@@ -302,6 +362,8 @@ int qcow2_check(struct img *img, bool fix_leaks, struct img_check_result *res)
 	walk_l1(&k, q->l1, q->l1_size, true);
 	if (q->nb_snapshots)
 		walk_snapshots(&k);
+	if (q->nb_bitmaps && (q->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
+		walk_bitmaps(&k);
 	compare(&k, fix_leaks && !img->readonly);
 	if (res->leaks_fixed && q2_refcounts_durable(q) < 0)
 		res->check_errors++;

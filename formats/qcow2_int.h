@@ -80,6 +80,10 @@ struct qcow2 {
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
 	bool has_backing;
+	/* bitmaps extension (counted by check while the autoclear bit says the
+	 * bitmaps are consistent) */
+	uint32_t nb_bitmaps;
+	uint64_t bitmap_dir_size, bitmap_dir_offset;
 	bool dirty_bit, corrupt_bit;
 
 	uint64_t l1_offset;

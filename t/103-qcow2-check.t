@@ -7,7 +7,7 @@ need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 need_cmd python3 python3
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 14
+plan 16
 
 f=$T/a.qcow2
 qemu-img create -q -f qcow2 "$f" 16M
@@ -64,4 +64,14 @@ like "$(cat "$T/err")" "ERROR cluster 0 refcount=0 reference=1" "corruption mess
 qemu-img snapshot -c snap1 "$f"
 qemu-io -f qcow2 -c 'write -P 3 0 64k' "$f" >/dev/null
 ok "image with an internal snapshot is clean" "$IMGIO" -r -f qcow2 "$f" check
+# persistent bitmaps: their clusters are references while the autoclear
+# bit vouches for them; a writer (us) clears the bit, after which QEMU too
+# counts them as leaked
+qemu-img create -q -f qcow2 "$T/bm.qcow2" 16M
+qemu-img bitmap --add "$T/bm.qcow2" b0
+qemu-io -f qcow2 -c 'write -P 1 0 4M' "$T/bm.qcow2" >/dev/null
+ok "image with a persistent bitmap is clean" "$IMGIO" -r -f qcow2 "$T/bm.qcow2" check
+"$IMGIO" -f qcow2 "$T/bm.qcow2" "write 0 4096 1" check >/dev/null 2>&1; rc=$?
+qemu-img check -q "$T/bm.qcow2" >/dev/null 2>&1
+is "$rc:$?" "3:3" "after a write the bitmap clusters are leaks, for us and for qemu-img"
 done_testing
