@@ -81,7 +81,7 @@ static void layer_json(struct text *t, const struct img_info *in)
 	text_printf(t, "}");
 }
 
-/* The backend's lines, without the identity keys we print ourselves. */
+/* The backend's lines, without the keys we print ourselves above them. */
 static void backend_text(struct vbd *v, struct text *t, const char *buf)
 {
 	const char *p = buf;
@@ -89,8 +89,11 @@ static void backend_text(struct vbd *v, struct text *t, const char *buf)
 	while (*p) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (!(len >= 6 && !strncmp(p, "domid:", 6)) &&
-		    !(len >= 6 && !strncmp(p, "devid:", 6)) && len > 0)
+		static const char *const ours[] = { "domid:", "devid:", "vdev:", "domain:", "mode:" };
+		bool dup = false;
+		for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+			dup |= !strncmp(p, ours[i], strlen(ours[i]));
+		if (!dup && len > 0)
 			text_printf(t, "%.*s\n", (int)len, p);
 		p += len + (nl ? 1 : 0);
 	}

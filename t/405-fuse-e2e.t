@@ -11,7 +11,7 @@ need_cmd xenstore-read xenstore-utils
 need_cmd mkfs.ext4 e2fsprogs
 need_cmd iostat sysstat
 losetup -f >/dev/null 2>&1 || skip_all "no free loop device"
-plan 19
+plan 20
 SIM=$T/sim
 XENSTORED_PATH=$SIM/xenstored
 export XENSTORED_PATH
@@ -57,6 +57,7 @@ is "$#" 17 "stat: 17 fields"
 ok "stat: reads counted" test "$1" -gt 0
 like "$(cat "$D/stats")" "read_requests: [1-9]" "stats: read requests"
 like "$(cat "$D/info")" "image0.compression: zlib" "info: the compressed image"
+is "$(grep -cE '^(vdev|mode|domid|devid):' "$D/info")" 4 "info: identity keys once each, backend facts below"
 iostat -x -f "$M" 1 2 >"$T/iostat.out" 2>&1
 like "$(awk '$1 == "vbd-5-51712" {print $2}' "$T/iostat.out" | tail -n 1)" '^[0-9.]*[1-9]' "iostat -f: r/s moves"
 ok "disk equals the image" cmp "$D/disk" "$T/fs.raw"
