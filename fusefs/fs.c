@@ -521,6 +521,16 @@ static void dent_add(struct dirh *dh, size_t max, const char *name, fuse_ino_t i
 	dh->n++;
 }
 
+/* Two devices may claim one <domain>-<vdev> name: the first (newest)
+ * wins, in listings as in lookups. */
+static bool dent_has(const struct dirh *dh, const char *name)
+{
+	for (size_t i = 0; i < dh->n; i++)
+		if (!strcmp(dh->e[i].name, name))
+			return true;
+	return false;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	uint64_t devno = INO_DEVNO(ino);
@@ -556,7 +566,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 				continue;
 			}
 			dent_add(dh, max, vbd_name(d->v), INO(d->devno, K_DEVDIR), S_IFDIR);
-			if (link_name(d->v, buf, sizeof(buf)))
+			if (link_name(d->v, buf, sizeof(buf)) && !dent_has(dh, buf))
 				dent_add(dh, max, buf, INO(d->devno, K_LINK), S_IFLNK);
 		}
 		pthread_mutex_unlock(&devs_lock);

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-fuse.sh"
 need_cmd jq jq
-plan 28
+plan 30
 
 qemu-img create -q -f raw "$T/a.raw" 16M
 qemu-img create -q -f raw "$T/b.raw" 8M
@@ -42,6 +42,9 @@ ok "its directory is gone at once" sh -c "! test -e '$M/5-51712' && ! test -e '$
 is "$(ls "$M" | tr '\n' ' ')" "7-51728 block diskstats " "root listing after removal"
 fails "a removed directory is empty even for its cwd" sh -c "cd '$M/7-51728' && echo '99 del 7-51728' > '$CTL' && sleep 0.5 && ls ."
 tcmd add 5 51712 raw "$T/a.raw" xvda web1 && test -d "$M/5-51712"; is $? 0 "directory back"
+tcmd add 8 51712 raw "$T/b.raw" xvda web1
+is "$(ls "$M" | grep -c '^web1-xvda$')" 1 "two devices claiming one link name: listed once"
+is "$(readlink "$M/web1-xvda")" "8-51712" "the newest wins"
 # A clean stop on SIGTERM: the mount goes away and the helper exits 0.
 kill -TERM "$TREE_PID"; wait_exit "$TREE_PID" 10; rc=$?
 is "$rc $(mountpoint -q "$M" && echo mounted || echo unmounted)" "0 unmounted" "SIGTERM: exit 0, unmounted"
