@@ -25,7 +25,7 @@ is "$(xenstore-read "$BE/feature-max-indirect-segments")" 256 "feature-max-indir
 is "$(xenstore-read "$BE/feature-persistent")" 1 "feature-persistent offered"
 is "$(xenstore-read "$BE/feature-flush-cache")" 1 "feature-flush-cache"
 is "$(xenstore-read "$BE/feature-discard")" 1 "feature-discard on a writable raw image"
-ok "discard-granularity present" xenstore-read "$BE/discard-granularity"
+is "$(xenstore-read "$BE/discard-granularity")" 512 "discard-granularity: any sector-aligned discard is accepted"
 is "$(xenstore-read "$FE/state")" 1 "frontend still Initialising"
 
 # The frontend connects; the backend publishes the disk and goes Connected.
