@@ -11,7 +11,7 @@
 need_cmd jq jq
 need_cmd xenstore-read xenstore-utils
 need_cmd qemu-img qemu-utils
-plan 33
+plan 39
 sim_start
 simback_start --max-queues 4
 truncate -s 32M "$T/raw.img"
@@ -93,4 +93,19 @@ is "$(jf '.devices | length')" 2 "both disks reported"
 ok "both disks did I/O" test "$(jf '.devices[1].ops.read.ios')" -gt 0
 ok "backend disconnected both" wait_for 5 test "$(grep -c "vbdfs/$dom/.*: disconnected" "$T/simback.err")" = 2
 ok "backend still running" simback_alive
+
+# The toolstack resizes the disk, then detaches it, under I/O.
+dom=$((dom + 1))
+front_start $dom "xvda:$T/raw.img" $V $MIX --ios 0 --duration 60s
+wait_for 10 grep -q "vbdfs/$dom/51712: connected" "$T/simback.err"
+ok "online resize under I/O" "$VBDCTL" --sim "$SIM" resize $dom xvda 48M
+sleep 0.3
+ok "detach under I/O" "$VBDCTL" --sim "$SIM" detach $dom xvda --timeout 10
+fails "the guest reports the interrupted workload (exit 1)" front_wait
+is "$(jf '.devices[0].problem')" "backend left Connected during the workload phase" \
+    "outstanding requests collected, the reason given"
+is "$(jf '.devices[0].verify.mismatches + .devices[0].errors.error + .devices[0].errors.bad_responses')" 0 \
+    "no mismatches, errors or bad responses until then"
+fails "the guest did not re-create its removed device directory" \
+    xenstore-read "/local/domain/$dom/device/vbd/51712/state"
 done_testing

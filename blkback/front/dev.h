@@ -171,6 +171,8 @@ int vf_queue_ring_up(struct vf_dev *d, struct vf_queue *q);
 void vf_queue_ring_down(struct vf_dev *d, struct vf_queue *q);
 /* Read the backend's state (-1 if unreadable). */
 int vf_read_state(struct xs_handle *xs, const char *dir);
+/* In a want mask: the state node is absent (the device was removed). */
+#define VF_STATE_GONE (1u << 31)
 /* Wait until dir/state satisfies want (a bitmask of 1 << state) or the
  * timeout passes (or, if interruptible, vf_stop is set); returns the state
  * seen last. */

@@ -55,6 +55,15 @@ static uint64_t xs_get_u64(struct xs_handle *xs, const char *dir, const char *ke
 	return n;
 }
 
+static bool dir_exists(struct xs_handle *xs, const char *dir)
+{
+	unsigned n;
+	char **ents = xs_directory(xs, XBT_NULL, dir, &n);
+
+	free(ents);
+	return ents != NULL;
+}
+
 int vf_read_state(struct xs_handle *xs, const char *dir)
 {
 	return (int)xs_get_u64(xs, dir, "state", (uint64_t)-1);
@@ -85,7 +94,9 @@ int vf_wait_state(struct xs_handle *xs, const char *dir, unsigned want_mask, uin
 		char **ev;
 
 		st = vf_read_state(xs, dir);
-		if (st >= 0 && st < 32 && (want_mask & (1u << st)))
+		if (st < 0 && (want_mask & VF_STATE_GONE))
+			break;
+		if (st >= 0 && st < 31 && (want_mask & (1u << st)))
 			break;
 		now = now_ns();
 		if (now >= deadline || (interruptible && atomic_load(&vf_stop)))
@@ -391,14 +402,22 @@ void vf_dev_close(struct xs_handle *xs, struct vf_dev *d)
 	uint64_t to = d->opts->timeout_ns < 5000000000ull ? d->opts->timeout_ns : 5000000000ull;
 	int st;
 
+	if (!dir_exists(xs, d->fe)) {
+		/* The toolstack removed the device: nothing to say, and writing
+		 * state would re-create the frontend directory. */
+		goto teardown;
+	}
 	set_state(xs, d->fe, XenbusStateClosing);
-	st = vf_wait_state(xs, d->be, 1u << XenbusStateClosing | 1u << XenbusStateClosed, to, false);
-	if (st != XenbusStateClosing && st != XenbusStateClosed)
+	st = vf_wait_state(xs, d->be, 1u << XenbusStateClosing | 1u << XenbusStateClosed | VF_STATE_GONE,
+			   to, false);
+	if (st != XenbusStateClosing && st != XenbusStateClosed && st >= 0)
 		log_warn("%s: backend did not start closing (state %d)", d->be, st);
 	set_state(xs, d->fe, XenbusStateClosed);
-	st = vf_wait_state(xs, d->be, 1u << XenbusStateClosed | 1u << XenbusStateInitWait, to, false);
-	if (st != XenbusStateClosed && st != XenbusStateInitWait)
+	st = vf_wait_state(xs, d->be, 1u << XenbusStateClosed | 1u << XenbusStateInitWait | VF_STATE_GONE,
+			   to, false);
+	if (st != XenbusStateClosed && st != XenbusStateInitWait && st >= 0)
 		log_warn("%s: backend did not close (state %d)", d->be, st);
+teardown:
 	/* Only now is the backend done with the rings and data pages. */
 	for (unsigned i = 0; i < d->nr_queues; i++) {
 		vf_queue_teardown(&d->queue[i]);

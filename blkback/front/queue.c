@@ -560,15 +560,21 @@ static bool next_io(struct qrun *qr, struct phase *ph, struct vf_io_desc *out)
 	}
 }
 
+/* How long a queue keeps collecting responses after the backend left
+ * Connected (it still answers what it had taken, as blkback does). */
+#define GONE_GRACE_NS 2000000000ull
+
 static void run_phase(struct qrun *qr, struct phase *ph)
 {
 	struct vf_queue *q = qr->q;
 	struct vf_io_desc pend;
 	bool have = false, stopping = false;
-	uint64_t last = now_ns();
+	uint64_t last = now_ns(), gone_at = 0;
 
 	for (;;) {
-		if ((atomic_load(&vf_stop) && !ph->flush_only) || q->broken)
+		if (atomic_load(&qr->d->backend_gone) && !gone_at)
+			gone_at = now_ns();
+		if ((atomic_load(&vf_stop) && !ph->flush_only) || q->broken || gone_at)
 			stopping = true;
 		while (!stopping) {
 			struct vf_io *io;
@@ -592,6 +598,15 @@ static void run_phase(struct qrun *qr, struct phase *ph)
 			have = false;
 		}
 		push(qr);
+		if (gone_at && (!qr->inflight || now_ns() - gone_at > GONE_GRACE_NS)) {
+			/* The workload did not complete: always a problem. */
+			if (qr->inflight)
+				queue_break(q, "backend left Connected with %u I/Os outstanding",
+					    qr->inflight);
+			else
+				queue_break(q, "backend left Connected during the %s phase", ph->name);
+			break;
+		}
 		if (qr->inflight == 0 && stopping)
 			break;
 		if (q->broken)
@@ -603,13 +618,6 @@ static void run_phase(struct qrun *qr, struct phase *ph)
 		if (q->broken)
 			break;
 		wait_event(qr, 100);
-		if (atomic_load(&qr->d->backend_gone)) {
-			reap(qr);
-			if (qr->inflight)
-				queue_break(q, "backend left Connected with %u I/Os outstanding",
-					    qr->inflight);
-			break;
-		}
 		if (qr->inflight && now_ns() - last > qr->d->opts->timeout_ns) {
 			queue_break(q, "backend stopped answering: %u I/Os outstanding for %.1f s",
 				    qr->inflight, (double)(now_ns() - last) / 1e9);
