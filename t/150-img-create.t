@@ -4,7 +4,7 @@
 # options refused with a message.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-img.sh"
-plan 30
+plan 33
 
 V=$VBD_IMG
 ok "create qcow2 default" $V create -f qcow2 "$T/a.qcow2" 1G
@@ -41,6 +41,11 @@ is "$(qinfo "$T/ov.qcow2" '."backing-filename" + " " + ."backing-filename-format
 is "$(qinfo "$T/ov.qcow2" '."virtual-size"')" 8388608 "size taken from the backing file"
 ok "overlay checks clean" qemu-img check "$T/ov.qcow2"
 ok "overlay reads as its backing file" qemu-img compare "$T/ov.qcow2" "$T/base.raw"
+
+ok "vbd-img write into our overlay" $V write -f qcow2 -P 0x21 "$T/ov.qcow2" 60k 10k
+ok "qemu-io reads our write over the backing data" \
+    qemu-io -f qcow2 -c 'read -P 0 0 60k' -c 'read -P 0x21 60k 10k' -c 'read -P 0x77 70k 58k' "$T/ov.qcow2"
+ok "overlay still checks clean" qemu-img check "$T/ov.qcow2"
 
 fails "-b without -F refused" $V create -f qcow2 -b base.raw "$T/x.qcow2"
 like "$(cat "$T/last.out")" "never guessed" "message says why"
