@@ -198,10 +198,11 @@ void img_close(struct img *img)
 {
 	if (!img)
 		return;
-	if (img->backing)
-		img_close(img->backing);
+	/* the driver first: its close may still flush (and could read) */
 	if (img->drv && img->drv->close)
 		img->drv->close(img);
+	if (img->backing)
+		img_close(img->backing);
 	if (img->fd >= 0)
 		close(img->fd);
 	free(img->backing_name);
