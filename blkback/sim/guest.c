@@ -157,7 +157,8 @@ struct xs_handle *sim_guest_xs_open(struct sim_guest *g)
 {
 	if (setenv("XENSTORED_PATH", g->xs_path, 1) < 0)
 		return NULL;
-	return xs_open(0);
+	/* Never fall back to a real /dev/xen/xenbus on a Xen host. */
+	return xs_open(XS_OPEN_SOCKETONLY);
 }
 
 uint16_t sim_guest_domid(const struct sim_guest *g)

@@ -25,9 +25,9 @@ void sim_guest_disconnect(struct sim_guest *g);
  * XENSTORED_PATH at it and the real libxenstore (or xenstore-* tools) talk
  * to xenstore as this domain.  It exists while the domain is registered. */
 const char *sim_guest_xenstore_path(const struct sim_guest *g);
-/* setenv(XENSTORED_PATH) to that path and xs_open(0): a libxenstore handle
- * of this domain (NULL and errno on failure).  Changes the environment of
- * the whole process. */
+/* setenv(XENSTORED_PATH) to that path and xs_open(XS_OPEN_SOCKETONLY): a
+ * libxenstore handle of this domain (NULL and errno on failure).  Changes
+ * the environment of the whole process. */
 struct xs_handle;
 struct xs_handle *sim_guest_xs_open(struct sim_guest *g);
 uint16_t sim_guest_domid(const struct sim_guest *g);
