@@ -73,7 +73,7 @@ static void usage(FILE *f)
 "  --max-indirect N      feature-max-indirect-segments offered (default 256,\n"
 "                        0 = no indirect requests)\n"
 "  --no-persistent       do not offer persistent grants\n"
-"  --direct-io           open images with OPT_DIRECT\n"
+"  --direct-io           open images with O_DIRECT\n"
 "  -v, --verbose         log every XenBus state change (debug level)\n"
 "  -h, --help            this help\n"
 "\n"
