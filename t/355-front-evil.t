@@ -10,7 +10,7 @@
 . "$(dirname "$0")/front-lib.sh"
 need_cmd jq jq
 need_cmd xenstore-read xenstore-utils
-plan 22
+plan 24
 sim_start
 simback_start --max-queues 2
 truncate -s 32M "$T/good.img"
@@ -43,6 +43,9 @@ for m in sector-range bad-grant bad-segs bad-op; do
     ok "evil $m: checked something" test "$(grep -c '^PASS' "$T/f.out")" -ge 5
 done
 
+ok "bad-op with --json" evil bad-op --json
+is "$(jq -s '[.[] | select(.check) | select(.pass | not)] | length' "$T/f.out"):$(jq -s 'map(select(.evil)) | .[0].failed' "$T/f.out")" \
+    "0:0" "--json: one object per check, none failed, a summary object"
 ok "storm: device serves after 1 s of notifications" evil storm --duration 1s
 like "$(grep 'notifications without requests' "$T/f.out")" "[0-9]+ sent" "storm sent notifications"
 

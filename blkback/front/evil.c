@@ -32,6 +32,18 @@ struct evil {
 	unsigned nheld;
 };
 
+/* A JSON string (our own texts: only quotes and backslashes to escape). */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s >= 0x20)
+			putchar(*s);
+	putchar('"');
+}
+
 static void result(struct evil *e, bool pass, const char *mode, const char *what, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 static void result(struct evil *e, bool pass, const char *mode, const char *what, const char *fmt, ...)
@@ -42,7 +54,17 @@ static void result(struct evil *e, bool pass, const char *mode, const char *what
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	printf("%s %s: %s: %s\n", pass ? "PASS" : "FAIL", mode, what, detail);
+	if (e->d->opts->json) {
+		printf("{\"devid\": %u, \"mode\": ", e->d->devid);
+		json_str(mode);
+		printf(", \"check\": ");
+		json_str(what);
+		printf(", \"pass\": %s, \"detail\": ", pass ? "true" : "false");
+		json_str(detail);
+		printf("}\n");
+	} else {
+		printf("%s %s: %s: %s\n", pass ? "PASS" : "FAIL", mode, what, detail);
+	}
 	fflush(stdout);
 	if (pass)
 		e->pass++;
@@ -335,7 +357,10 @@ static void mode_die(struct evil *e)
 	}
 	if (vf_ring_push(r))
 		vf_queue_kick(e->q);
-	printf("die: %u requests in flight, SIGKILL now\n", n);
+	if (e->d->opts->json)
+		printf("{\"devid\": %u, \"evil\": \"die\", \"in_flight\": %u}\n", e->d->devid, n);
+	else
+		printf("die: %u requests in flight, SIGKILL now\n", n);
 	fflush(stdout);
 	kill(getpid(), SIGKILL);
 	pause();
@@ -377,7 +402,11 @@ int vf_evil_run(struct vf_dev *d, const char *mode)
 			continue;
 		modes[i].fn(&e);
 	}
-	printf("evil %s on device %u: %u passed, %u failed\n", mode, d->devid, e.pass, e.fail);
+	if (d->opts->json)
+		printf("{\"devid\": %u, \"evil\": \"%s\", \"passed\": %u, \"failed\": %u}\n",
+		       d->devid, mode, e.pass, e.fail);
+	else
+		printf("evil %s on device %u: %u passed, %u failed\n", mode, d->devid, e.pass, e.fail);
 	for (unsigned i = 0; i < e.nheld; i++)
 		end_grant_now(&e, (int)e.held[i]);
 	vf_mem_release(d->mem, e.frame, 2);
