@@ -9,8 +9,9 @@
  * a write to one allocates a normal cluster), backing files of any format.
  * Refused with a message naming the feature: encryption, external data
  * files, extended L2 entries, compression types other than zlib, unknown
- * incompatible features.  Internal snapshots are read (the active layer) and
- * checked, but such images are opened read-only.  Dirty (lazy refcounts)
+ * incompatible features.  Images with internal snapshots are read and
+ * written (the active layer; shared L2 tables and data clusters are copied
+ * on write) and their snapshots are checked.  Dirty (lazy refcounts)
  * and corrupt images are opened read-only, as QEMU would refuse to write
  * them without a repair.
  */
@@ -421,8 +422,7 @@ static int qcow2_open2(struct img *img, struct qcow2 *q, char *err, size_t errle
 	if (!img->readonly) {
 		const char *why = q->corrupt_bit ? "marked corrupt (repair with qemu-img check -r)" :
 				  q->dirty_bit ? "dirty (refcounts may be stale; repair first)" :
-				  q->nb_snapshots ? "has internal snapshots (not written by vbdfs)" :
-						    NULL;
+						 NULL;
 		if (why) {
 			log_warn("%s: image %s: opening read-only", img->path, why);
 			img->readonly = true;
@@ -897,14 +897,44 @@ static int l2_table_alloc(struct qcow2 *q, uint64_t gc, uint8_t **l2, uint64_t *
 
 	if (r < 0)
 		return r;
-	if (off) {
-		if (!(q->l1[l1i] & QCOW2_OFLAG_COPIED)) {
-			img_log_bad(q->img, "L2 table at 0x%llx is shared (refcount > 1); "
-				    "cannot write", (unsigned long long)off);
-			return -EIO;
-		}
+	if (off && (q->l1[l1i] & QCOW2_OFLAG_COPIED)) {
 		*l2off = off;
 		return qcache_get(q, &q->l2_cache, off, false, l2);
+	}
+	if (off) {
+		/* shared with a snapshot: copy the table.  The data clusters keep
+		 * their refcounts (each is still reached once through the old
+		 * table and once through the copy); the old table loses the
+		 * active L1's reference once the new L1 entry is durable. */
+		uint64_t noff, got;
+		uint8_t *old, *dst, *tmp = malloc(q->cluster_size);
+		if (!tmp)
+			return -ENOMEM;
+		r = qcache_get(q, &q->l2_cache, off, false, &old);
+		if (r < 0) {
+			free(tmp);
+			return r;
+		}
+		memcpy(tmp, old, q->cluster_size);
+		r = q2_alloc_clusters(q, 1, &noff, &got);
+		if (r == 0) {
+			r = qcache_get(q, &q->l2_cache, noff, true, &dst);
+			if (r < 0)
+				q2_free_now(q, noff, 1);
+		}
+		if (r < 0) {
+			free(tmp);
+			return r;
+		}
+		memcpy(dst, tmp, q->cluster_size);
+		free(tmp);
+		qcache_mark_dirty(q, &q->l2_cache, noff);
+		q2_queue_free_l2e(q, off);   /* a plain cluster reference */
+		q->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
+		l1_mark_dirty(q, (uint32_t)l1i);
+		*l2off = noff;
+		*l2 = dst;
+		return 0;
 	}
 	uint64_t got;
 	r = q2_alloc_clusters(q, 1, &off, &got);

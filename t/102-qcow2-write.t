@@ -9,7 +9,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 13
+plan 17
 
 same_ops() { # image size seed count
     "$IMGIO" -f qcow2 "$1" "random $3 $4 $2" && "$IMGIO" -f raw "$T/m.raw" "random $3 $4 $2" &&
@@ -62,4 +62,18 @@ done
 qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$T/g.qcow2" 64M
 qemu-img create -q -f raw "$T/m.raw" 64M
 ok "refcount table growth" same_ops "$T/g.qcow2" 67108864 41 600
+# internal snapshots: the active layer is written with copy-on-write of the
+# shared L2 tables and data clusters; the snapshot's data stays intact
+for cs in 4096 65536; do
+    f=$T/snap$cs.qcow2
+    qemu-img create -q -f qcow2 -o cluster_size=$cs "$f" 16M
+    qemu-io -f qcow2 -c 'write -P 0x31 0 6M' -c 'write -P 0x32 9M 1M' "$f" >/dev/null
+    qemu-img snapshot -c s1 "$f"
+    qemu-io -f qcow2 -c 'write -P 0x33 2M 1M' "$f" >/dev/null
+    qemu-img convert -l snapshot.name=s1 -O raw "$f" "$T/s1-before.raw"
+    qemu-img convert -O raw "$f" "$T/m.raw"
+    ok "cluster $cs with a snapshot: writes match raw, check clean" same_ops "$f" 16777216 $((60 + cs % 7)) 250
+    qemu-img convert -l snapshot.name=s1 -O raw "$f" "$T/s1-after.raw"
+    ok "cluster $cs: the snapshot's data is unchanged" cmp "$T/s1-before.raw" "$T/s1-after.raw"
+done
 done_testing
