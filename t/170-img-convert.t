@@ -42,8 +42,10 @@ ok "convert -c with 1-bit refcounts (no shared host clusters)" sh -c "
 # raw output is sparse: holes and zero blocks are not written
 ok "convert -O raw" $V convert -O raw "$T/src.raw" "$T/out.raw"
 ok "raw output equals the source" cmp "$T/src.raw" "$T/out.raw"
+# ext4 may preallocate a little past what was written (delayed allocation
+# settles later): allow 1 MiB of slack, far below the holes' size.
 ok "raw output no more allocated than the source" \
-    test "$(stat -c %b "$T/out.raw")" -le "$(stat -c %b "$T/src.raw")"
+    test "$(stat -c %b "$T/out.raw")" -le $(( $(stat -c %b "$T/src.raw") + 2048 ))
 
 # qcow v1 (compressed, with a backing file) -> qcow2 -c and raw
 qemu-img convert -c -O qcow "$T/src.raw" "$T/s.qcow"

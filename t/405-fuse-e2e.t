@@ -18,10 +18,14 @@ export XENSTORED_PATH
 
 vbdfs_start() {
     mkdir -p "$M"
+    # A restart must not see the previous run's "ready": the shell may
+    # truncate the log only after the first grep.
+    rm -f "$T/vbdfs.log"
     "$VBDFS" --sim "$SIM" -f "$@" "$M" >"$T/vbdfs.log" 2>&1 &
     VPID=$!
     at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null; grep -q ' $M fuse' /proc/mounts && fusermount3 -uz '$M'"
     wait_for 10 grep -q "ready" "$T/vbdfs.log"
+    wait_for 10 grep -q " $M fuse" /proc/mounts
 }
 # guest DOMID NAME VDEV IMAGE FORMAT [vbd-front options]: in the background
 guest() {
