@@ -195,6 +195,7 @@ fs_dom0_view() {
     sed "s/^/stats| /" $VL/$n.stats
     vcheck $n-stats-flushes sh -c "grep -i 'flush' $VL/$n.stats | grep -q '[1-9]'"
     vcheck $n-stats-discards sh -c "grep -i 'discard' $VL/$n.stats | grep -q '[1-9]'"
+    vcheck $n-stats-no-errors sh -c "! grep -q '_errors: *[1-9]' $VL/$n.stats"
     cat $dir/info > $VL/$n.info 2>&1
     sed "s/^/info| /" $VL/$n.info
     vcheck $n-info-format grep -qi "$fmt" $VL/$n.info
