@@ -285,7 +285,16 @@ static bool run(const char *self, const char *dir, const char *name, const char 
 		 name, name, name);
 	if (system(cmd) != 0)
 		bail_out("qemu-img create");
-	memset(init, init_byte, DISK);
+	/* the disk before the writer: read through the format layer */
+	{
+		struct img *im;
+		char e[256];
+		(void)init_byte;
+		if (img_open(img, "qcow2", IMG_RDONLY, &im, e, sizeof(e)) < 0 ||
+		    img_pread(im, init, DISK, 0) < 0)
+			bail_out(e);
+		img_close(im);
+	}
 
 	snprintf(cmd, sizeof(cmd),
 		 "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0\" "
@@ -357,7 +366,7 @@ int main(int argc, char **argv)
 		if (!mkdtemp(dir))
 			bail_out("mkdtemp");
 	}
-	plan(3);
+	plan(4);
 	ok(run(argv[0], dir, "c4k", "qemu-img create -q -f qcow2 -o cluster_size=4096", 0, 11, 25),
 	   "4 KiB clusters: every power-failure state is consistent and keeps flushed data");
 	ok(run(argv[0], dir, "c64k", "qemu-img create -q -f qcow2", 0, 12, 25),
@@ -368,6 +377,12 @@ int main(int argc, char **argv)
 	       "qemu-img create -q -f qcow2 -o cluster_size=4096 -b base.raw -F raw",
 	       0x5c, 13, 25),
 	   "over a backing file (copy-on-write, zero clusters): same");
+	ok(run(argv[0], dir, "snap",
+	       "mk() { qemu-img create -q -f qcow2 -o cluster_size=4096 \"$1\" 4M && "
+	       "qemu-io -f qcow2 -c 'write -P 0x21 0 2M' \"$1\" >/dev/null && "
+	       "qemu-img snapshot -c s1 \"$1\"; }; mk",
+	       0, 14, 25),
+	   "with an internal snapshot (shared tables copied on write): same");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	(void)system(cmd);
 	return done_testing();
