@@ -1,9 +1,9 @@
 /*
  * Mutation fuzzing of the qcow2 parser and writer with fixed seeds: valid
  * images from qemu-img (plain with a backing file, compressed, 512 B
- * clusters) get random bytes of their metadata clusters overwritten; each
- * mutant is opened, read whole, block-status mapped, checked, written,
- * discarded and flushed.  Any outcome is fine except a crash, a hang (an
+ * clusters, an internal snapshot) get random bytes of their metadata
+ * clusters overwritten; each mutant is opened, read whole, block-status
+ * mapped, checked, written, discarded and flushed.  Any outcome is fine except a crash, a hang (an
  * alarm per mutant) or a sanitizer report (make asan).
  */
 #include <fcntl.h>
@@ -83,7 +83,7 @@ static void exercise(const char *path)
 int main(void)
 {
 	char dir[] = "/dev/shm/vbdfs-fuzz.XXXXXX", cmd[1024], path[256], mut[300];
-	static const char *const names[] = { "plain", "compressed", "small" };
+	static const char *const names[] = { "plain", "compressed", "small", "snap" };
 
 	log_init("107-qcow2-fuzz", VLOG_ERR, false);
 	if (system("qemu-img --version >/dev/null 2>&1") != 0)
@@ -100,16 +100,19 @@ int main(void)
 		 "qemu-img create -q -f qcow2 src 4M && qemu-io -c 'write -P 3 0 2M' src >/dev/null && "
 		 "qemu-img convert -c -O qcow2 -o cluster_size=4096 src compressed && "
 		 "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=8 small 1M && "
-		 "qemu-io -c 'write -P 4 0 200k' small >/dev/null", dir);
+		 "qemu-io -c 'write -P 4 0 200k' small >/dev/null && "
+		 "qemu-img create -q -f qcow2 -o cluster_size=4096 snap 2M && "
+		 "qemu-io -c 'write -P 5 0 100k' snap >/dev/null && qemu-img snapshot -c s1 snap && "
+		 "qemu-io -c 'write -P 6 40k 20k' snap >/dev/null", dir);
 	if (system(cmd) != 0)
 		bail_out("qemu-img failed");
-	plan(3);
+	plan(4);
 	/* the mutants make the format layer log a lot: keep it off the TAP stream */
 	if (!freopen("/dev/null", "w", stderr))
 		bail_out("freopen");
 	rs = getenv("FUZZ_SEED") ? strtoull(getenv("FUZZ_SEED"), NULL, 0) | 1 : 0x2545f4914f6cdd1dull;
 	int rounds = getenv("FUZZ_ROUNDS") ? atoi(getenv("FUZZ_ROUNDS")) : ROUNDS;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		size_t len;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[k]);
 		uint8_t *orig = slurp(path, &len);
