@@ -13,6 +13,13 @@
  * Grant entries live in memory the guest may change at any time: each is
  * read once, with one 64-bit load, into a local copy that is then checked
  * and used (the copy-once rule).
+ *
+ * Mapping a grant marks it in use as Xen does: GTF_reading (and GTF_writing
+ * for a writable map) is set in the guest's entry with a compare-and-swap
+ * against the very copy that was checked, so the guest cannot end the grant
+ * between our check and the mark (sim_guest_end_grant refuses an entry so
+ * marked).  The bits are a courtesy to the guest, who could clear them; our
+ * per-grant map counts are what decides when the last unmap clears them.
  */
 #include "hv.h"
 #include "sim/hvproto.h"
@@ -32,6 +39,9 @@
 #include "util/log.h"
 
 #define MAX_MAP_PAGES 65536u
+/* Compare-and-swap attempts on one grant entry before giving up: only a
+ * guest rewriting the entry in a loop makes us retry at all. */
+#define GNT_CAS_TRIES 1000
 
 struct simdom {
 	struct simdom *next;
@@ -39,9 +49,23 @@ struct simdom {
 	int alivefd;
 	uint8_t *mem;
 	size_t pages;
-	const uint64_t *gnt;  /* grant_entry_v1 as 64-bit words, read only */
+	uint64_t *gnt;        /* grant_entry_v1 as 64-bit words, shared with the guest */
 	uint32_t nr_grants;
+	uint32_t *nmap;       /* per gref: our live mappings of it ... */
+	uint32_t *nwmap;      /* ... and how many of them are writable */
+	uint64_t serial;      /* tells a reused domain id from the domain we mapped */
 	int memfd;
+};
+
+/* One sim_map() result, so that sim_unmap() knows which grants it releases. */
+struct simmap {
+	struct simmap *next;
+	void *addr;
+	unsigned n;
+	uint16_t domid;
+	bool writable;
+	uint64_t serial;
+	hv_gref_t refs[];
 };
 
 struct hv_sim {
@@ -50,6 +74,8 @@ struct hv_sim {
 	pthread_mutex_t sock_lock; /* one request/reply at a time */
 	pthread_rwlock_t lock;     /* the domain cache */
 	struct simdom *doms;
+	struct simmap *maps;       /* live mappings, under lock */
+	uint64_t next_serial;
 };
 
 struct hv_evtchn {
@@ -79,7 +105,9 @@ static void dom_free(struct simdom *d)
 	if (d->mem)
 		munmap(d->mem, d->pages * HV_PAGE_SIZE);
 	if (d->gnt)
-		munmap((void *)d->gnt, d->nr_grants * sizeof(uint64_t));
+		munmap(d->gnt, d->nr_grants * sizeof(uint64_t));
+	free(d->nmap);
+	free(d->nwmap);
 	close(d->memfd);
 	close(d->alivefd);
 	free(d);
@@ -127,13 +155,17 @@ static struct simdom *fetch(struct hv_sim *s, uint16_t domid, int *err)
 	d->alivefd = fds[2];
 	d->pages = m.pages;
 	d->nr_grants = m.nr_grants;
+	d->serial = ++s->next_serial;
+	d->nmap = calloc(d->nr_grants, sizeof(*d->nmap));
+	d->nwmap = calloc(d->nr_grants, sizeof(*d->nwmap));
 	void *mem = mmap(NULL, d->pages * HV_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-	void *gnt = mmap(NULL, d->nr_grants * sizeof(uint64_t), PROT_READ, MAP_SHARED, fds[1], 0);
+	void *gnt = mmap(NULL, d->nr_grants * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+			 fds[1], 0);
 	close(fds[1]);
 	d->mem = mem == MAP_FAILED ? NULL : mem;
 	d->gnt = gnt == MAP_FAILED ? NULL : gnt;
-	if (!d->mem || !d->gnt) {
-		*err = errno;
+	if (!d->mem || !d->gnt || !d->nmap || !d->nwmap) {
+		*err = (!d->mem || !d->gnt) ? errno : ENOMEM;
 		dom_free(d);
 		return NULL;
 	}
@@ -158,6 +190,19 @@ static struct simdom *refresh(struct hv_sim *s, uint16_t domid, int *err)
 	return d ? d : fetch(s, domid, err);
 }
 
+/* Check the local copy e of a grant entry for an access by domain self. */
+static int check_entry(const struct simdom *d, const struct grant_entry_v1 *e, uint16_t self,
+		       bool write)
+{
+	if ((e->flags & GTF_type_mask) != GTF_permit_access || e->domid != self)
+		return -EPERM;
+	if (write && (e->flags & GTF_readonly))
+		return -EPERM;
+	if (e->frame >= d->pages)
+		return -EINVAL;
+	return 0;
+}
+
 /* Read grant gref of d once and check it for an access by domain self.
  * Returns 0 and the frame, or a negative status. */
 static int check_grant(const struct simdom *d, uint16_t self, hv_gref_t gref, bool write,
@@ -168,14 +213,79 @@ static int check_grant(const struct simdom *d, uint16_t self, hv_gref_t gref, bo
 	uint64_t raw = __atomic_load_n(&d->gnt[gref], __ATOMIC_ACQUIRE);
 	struct grant_entry_v1 e; /* the one local copy, in the guest's byte order */
 	memcpy(&e, &raw, sizeof(e));
-	if ((e.flags & GTF_type_mask) != GTF_permit_access || e.domid != self)
-		return -EPERM;
-	if (write && (e.flags & GTF_readonly))
-		return -EPERM;
-	if (e.frame >= d->pages)
+	int r = check_entry(d, &e, self, write);
+	if (r == 0)
+		*frame = e.frame;
+	return r;
+}
+
+/* Check grant gref for a mapping by domain self and mark it in use
+ * (GTF_reading, and GTF_writing if write) in the same compare-and-swap, so
+ * the entry that is marked is the one that was checked.  Write lock held. */
+static int grab_grant(struct simdom *d, uint16_t self, hv_gref_t gref, bool write,
+		      uint32_t *frame)
+{
+	if (gref >= d->nr_grants)
 		return -EINVAL;
-	*frame = e.frame;
-	return 0;
+	uint64_t raw = __atomic_load_n(&d->gnt[gref], __ATOMIC_ACQUIRE);
+	for (int tries = 0; tries < GNT_CAS_TRIES; tries++) {
+		struct grant_entry_v1 e; /* the local copy this attempt checks */
+		memcpy(&e, &raw, sizeof(e));
+		int r = check_entry(d, &e, self, write);
+		if (r < 0)
+			return r;
+		struct grant_entry_v1 marked = e;
+		marked.flags |= GTF_reading | (write ? GTF_writing : 0);
+		uint64_t want;
+		memcpy(&want, &marked, sizeof(want));
+		/* On failure raw is reloaded with what the guest wrote meanwhile. */
+		if (__atomic_compare_exchange_n(&d->gnt[gref], &raw, want, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			d->nmap[gref]++;
+			if (write)
+				d->nwmap[gref]++;
+			*frame = e.frame;
+			return 0;
+		}
+	}
+	return -EBUSY;
+}
+
+/* Drop one mapping of gref; the last one clears the in-use bits it set.
+ * Write lock held. */
+static void release_grant(struct simdom *d, hv_gref_t gref, bool write)
+{
+	if (gref >= d->nr_grants || d->nmap[gref] == 0)
+		return;
+	d->nmap[gref]--;
+	if (write && d->nwmap[gref] > 0)
+		d->nwmap[gref]--;
+	uint16_t clear = d->nmap[gref] == 0 ? (GTF_reading | GTF_writing)
+		       : d->nwmap[gref] == 0 ? GTF_writing : 0;
+	if (!clear)
+		return;
+	uint64_t raw = __atomic_load_n(&d->gnt[gref], __ATOMIC_ACQUIRE);
+	for (int tries = 0; tries < GNT_CAS_TRIES; tries++) {
+		struct grant_entry_v1 e;
+		memcpy(&e, &raw, sizeof(e));
+		if (!(e.flags & clear))
+			return; /* the guest cleared them itself */
+		e.flags &= (uint16_t)~clear;
+		uint64_t want;
+		memcpy(&want, &e, sizeof(want));
+		if (__atomic_compare_exchange_n(&d->gnt[gref], &raw, want, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return;
+	}
+	log_limited(&sim_rl, VLOG_DEBUG, "sim: dom%u: gref %u rewritten in a loop, in-use bits left",
+		    d->domid, gref);
+}
+
+/* The cached domain domid if it is still the one with this serial. */
+static struct simdom *find_serial(struct hv_sim *s, uint16_t domid, uint64_t serial)
+{
+	struct simdom *d = find(s, domid);
+	return d && d->serial == serial ? d : NULL;
 }
 
 static int sim_grant_copy(struct hv *hv, uint16_t domid, struct hv_copy_seg *segs, unsigned n)
@@ -223,8 +333,14 @@ static void *sim_map(struct hv *hv, uint16_t domid, const hv_gref_t *refs, unsig
 {
 	struct hv_sim *s = sim_of(hv);
 	int e = 0;
+	unsigned got = 0; /* grants marked in use so far */
 	if (n == 0 || n > MAX_MAP_PAGES) {
 		*err = EINVAL;
+		return NULL;
+	}
+	struct simmap *rec = malloc(sizeof(*rec) + (size_t)n * sizeof(rec->refs[0]));
+	if (!rec) {
+		*err = ENOMEM;
 		return NULL;
 	}
 	/* Reserve n pages of address space, then put each granted page in. */
@@ -232,26 +348,37 @@ static void *sim_map(struct hv *hv, uint16_t domid, const hv_gref_t *refs, unsig
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED) {
 		*err = errno;
+		free(rec);
 		return NULL;
 	}
 	pthread_rwlock_wrlock(&s->lock);
 	struct simdom *d = refresh(s, domid, &e);
 	for (unsigned i = 0; d && i < n && !e; i++) {
 		uint32_t frame;
-		int r = check_grant(d, hv->self_domid, refs[i], writable, &frame);
+		int r = grab_grant(d, hv->self_domid, refs[i], writable, &frame);
 		if (r < 0) {
 			e = -r;
 			break;
 		}
+		rec->refs[got++] = refs[i];
 		void *p = mmap(base + (size_t)i * HV_PAGE_SIZE, HV_PAGE_SIZE,
 			       PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_FIXED,
 			       d->memfd, (off_t)frame * HV_PAGE_SIZE);
 		if (p == MAP_FAILED)
 			e = errno;
 	}
+	if (d && !e) {
+		*rec = (struct simmap){ .next = s->maps, .addr = base, .n = n, .domid = domid,
+					.writable = writable, .serial = d->serial };
+		s->maps = rec;
+	} else {
+		for (unsigned i = 0; d && i < got; i++)
+			release_grant(d, rec->refs[i], writable);
+	}
 	pthread_rwlock_unlock(&s->lock);
 	if (!d || e) {
 		munmap(base, (size_t)n * HV_PAGE_SIZE);
+		free(rec);
 		*err = e ? e : ESRCH;
 		return NULL;
 	}
@@ -260,9 +387,27 @@ static void *sim_map(struct hv *hv, uint16_t domid, const hv_gref_t *refs, unsig
 
 static int sim_unmap(struct hv *hv, void *addr, unsigned n)
 {
+	struct hv_sim *s = sim_of(hv);
 	if (!addr || n == 0 || n > MAX_MAP_PAGES)
 		return -EINVAL;
-	return munmap(addr, (size_t)n * HV_PAGE_SIZE) < 0 ? -errno : 0;
+	if (munmap(addr, (size_t)n * HV_PAGE_SIZE) < 0)
+		return -errno;
+	/* The pages are gone: release their grants, if the domain that
+	 * granted them is still the one cached under its id. */
+	pthread_rwlock_wrlock(&s->lock);
+	for (struct simmap **p = &s->maps; *p; p = &(*p)->next) {
+		struct simmap *m = *p;
+		if (m->addr != addr)
+			continue;
+		*p = m->next;
+		struct simdom *d = find_serial(s, m->domid, m->serial);
+		for (unsigned i = 0; d && i < m->n; i++)
+			release_grant(d, m->refs[i], m->writable);
+		free(m);
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return 0;
 }
 
 static struct hv_evtchn *sim_evtchn_bind(struct hv *hv, uint16_t domid, uint32_t remote_port,
@@ -343,6 +488,11 @@ static void sim_close(struct hv *hv)
 		struct simdom *d = s->doms;
 		s->doms = d->next;
 		dom_free(d);
+	}
+	while (s->maps) {
+		struct simmap *m = s->maps;
+		s->maps = m->next;
+		free(m);
 	}
 	close(s->sock);
 	pthread_mutex_destroy(&s->sock_lock);

@@ -5,6 +5,10 @@
  * here and handed to DIR/hypervisor; grant entries are written the way a
  * Xen guest writes them (domid and frame first, then the flags with release
  * ordering, so the backend never sees flags before the rest).
+ *
+ * Free grant refs are kept on a stack, so granting is O(1).  Ending a grant
+ * is refused while the backend has it mapped (GTF_reading/GTF_writing set
+ * by the hypervisor side), as gnttab_end_foreign_access does on Xen.
  */
 #include "guest.h"
 #include "hvproto.h"
@@ -37,6 +41,8 @@ struct sim_guest {
 	struct grant_entry_v1 *gnt;   /* shared with the backend */
 	unsigned nr_grants;
 	bool *gused;                  /* refs handed out by sim_guest_grant */
+	uint32_t *gfree;              /* the refs not in use, a stack */
+	uint32_t nfree;
 	struct gport ports[SIMHV_MAX_PORTS + 1];
 };
 
@@ -75,7 +81,10 @@ struct sim_guest *sim_guest_connect(const char *dir, uint16_t domid, const char 
 		return NULL;
 	}
 	g = calloc(1, sizeof(*g));
-	if (!g || !(g->gused = calloc(nr_grants, sizeof(bool)))) {
+	if (!g || !(g->gused = calloc(nr_grants, sizeof(bool))) ||
+	    !(g->gfree = calloc(nr_grants, sizeof(uint32_t)))) {
+		if (g)
+			free(g->gused);
 		free(g);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -84,6 +93,9 @@ struct sim_guest *sim_guest_connect(const char *dir, uint16_t domid, const char 
 	g->domid = domid;
 	g->pages = pages;
 	g->nr_grants = nr_grants;
+	/* Ref 0 is reserved; the lowest refs go out first. */
+	for (uint32_t i = nr_grants - 1; i >= 1; i--)
+		g->gfree[g->nfree++] = i;
 	g->mem = MAP_FAILED;
 	g->gnt = MAP_FAILED;
 	snprintf(g->xs_path, sizeof(g->xs_path), "%s/xenstored.d/%u", dir, domid);
@@ -145,6 +157,7 @@ void sim_guest_disconnect(struct sim_guest *g)
 		munmap(g->gnt, g->nr_grants * sizeof(struct grant_entry_v1));
 	pthread_mutex_destroy(&g->lock);
 	free(g->gused);
+	free(g->gfree);
 	free(g);
 }
 
@@ -194,28 +207,58 @@ int sim_guest_grant(struct sim_guest *g, uint16_t to, uint32_t frame, bool reado
 	if (frame >= g->pages)
 		return -EINVAL;
 	pthread_mutex_lock(&g->lock);
-	for (uint32_t i = 1; i < g->nr_grants; i++) {
-		if (g->gused[i])
-			continue;
-		g->gused[i] = true;
+	if (g->nfree == 0) {
 		pthread_mutex_unlock(&g->lock);
-		write_entry(g, i, GTF_permit_access | (readonly ? GTF_readonly : 0), to, frame);
-		return (int)i;
+		return -ENOSPC;
 	}
+	uint32_t i = g->gfree[--g->nfree];
+	g->gused[i] = true;
 	pthread_mutex_unlock(&g->lock);
-	return -ENOSPC;
+	write_entry(g, i, GTF_permit_access | (readonly ? GTF_readonly : 0), to, frame);
+	return (int)i;
+}
+
+/* Clear the entry's flags unless the backend has it mapped; -EBUSY then.
+ * One compare-and-swap against the copy checked, as Linux's
+ * gnttab_end_foreign_access_ref does, so a map racing with us either sees
+ * the entry ended or makes us see it in use. */
+static int end_entry(struct sim_guest *g, uint32_t gref)
+{
+	uint64_t *word = (uint64_t *)&g->gnt[gref];
+	uint64_t raw = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	for (;;) {
+		struct grant_entry_v1 e; /* the local copy */
+		memcpy(&e, &raw, sizeof(e));
+		if (e.flags & (GTF_reading | GTF_writing))
+			return -EBUSY;
+		e.flags = 0;
+		uint64_t want;
+		memcpy(&want, &e, sizeof(want));
+		if (__atomic_compare_exchange_n(word, &raw, want, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return 0;
+	}
 }
 
 int sim_guest_end_grant(struct sim_guest *g, uint32_t gref)
 {
 	if (gref == 0 || gref >= g->nr_grants)
 		return -EINVAL;
-	__atomic_store_n(&g->gnt[gref].flags, 0, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&g->lock);
-	bool was = g->gused[gref];
-	g->gused[gref] = false;
+	int r = g->gused[gref] ? end_entry(g, gref) : -EINVAL;
+	if (r == 0) {
+		g->gused[gref] = false;
+		g->gfree[g->nfree++] = gref;
+	}
 	pthread_mutex_unlock(&g->lock);
-	return was ? 0 : -EINVAL;
+	return r;
+}
+
+int sim_guest_grant_flags(struct sim_guest *g, uint32_t gref)
+{
+	if (gref >= g->nr_grants)
+		return -EINVAL;
+	return __atomic_load_n(&g->gnt[gref].flags, __ATOMIC_ACQUIRE);
 }
 
 void sim_guest_set_grant_raw(struct sim_guest *g, uint32_t gref, uint16_t flags, uint16_t domid,

@@ -36,9 +36,16 @@ uint16_t sim_guest_domid(const struct sim_guest *g);
 void *sim_guest_page(struct sim_guest *g, uint32_t frame);
 size_t sim_guest_nr_pages(const struct sim_guest *g);
 
-/* Grant frame to domain `to`; returns the grant ref (>= 1) or -errno. */
+/* Grant frame to domain `to`; returns the grant ref (>= 1) or -errno
+ * (-ENOSPC when every ref is in use).  O(1): free refs are kept on a stack. */
 int sim_guest_grant(struct sim_guest *g, uint16_t to, uint32_t frame, bool readonly);
+/* End a grant: 0, -EINVAL if gref is not granted, or -EBUSY while the
+ * backend has it mapped (GTF_reading/GTF_writing set in the entry, as Xen
+ * sets them); the grant then stays valid and may be ended again later. */
 int sim_guest_end_grant(struct sim_guest *g, uint32_t gref);
+/* The flags word of grant entry gref as the backend left it (-EINVAL if
+ * gref is outside the table). */
+int sim_guest_grant_flags(struct sim_guest *g, uint32_t gref);
 /* Raw access to a grant entry, for tests that misbehave on purpose. */
 void sim_guest_set_grant_raw(struct sim_guest *g, uint32_t gref, uint16_t flags,
 			     uint16_t domid, uint32_t frame);
