@@ -604,6 +604,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		if (o.evil && devs[i].error[0])
 			fprintf(stderr, "vbd-front: device %u: %s\n", devs[i].devid, devs[i].error);
+		uint64_t leaks = atomic_load(&devs[i].stats.grant_leaks);
+		if (o.evil && leaks) {
+			fprintf(stderr, "vbd-front: device %u: %llu grant(s) could not be ended "
+				"(still mapped by the backend after it closed)\n",
+				devs[i].devid, (unsigned long long)leaks);
+			rc = 1;
+		}
 		for (unsigned j = 0; o.evil && j < devs[i].nr_queues; j++)
 			if (devs[i].queue[j].broken && devs[i].queue[j].why[0])
 				fprintf(stderr, "vbd-front: device %u: %s\n", devs[i].devid,

@@ -156,6 +156,13 @@ struct vf_dev {
 	struct vf_stats stats;
 	uint64_t elapsed_ns;      /* of the workload phases */
 	char error[256];          /* a fatal problem for this device */
+	/* What an --evil run leaves for vf_dev_close: with persistent grants
+	 * the backend may keep any gref it saw mapped, so (as blkfront) those
+	 * are ended, and the scratch frames under them released, only once
+	 * the backend has closed. */
+	uint32_t evil_held[256];
+	unsigned evil_nheld;
+	uint32_t evil_frame, evil_ind_frame; /* 0: none */
 };
 
 /* ---- handshake.c ---- */
@@ -202,6 +209,9 @@ extern atomic_bool vf_stop; /* set by SIGINT/SIGTERM */
  * behaved as required. */
 int vf_evil_run(struct vf_dev *d, const char *mode);
 bool vf_evil_mode_known(const char *mode);
+/* After the backend closed: end the grants an --evil run held (a grant
+ * that cannot be ended counts in stats.grant_leaks) and free its frames. */
+void vf_evil_release(struct vf_dev *d);
 
 /* ---- report.c ---- */
 

@@ -26,10 +26,6 @@ struct evil {
 	uint32_t frame;           /* two scratch data pages */
 	uint32_t ind_frame;       /* an indirect page */
 	unsigned pass, fail;
-	/* With persistent grants the backend may keep any gref it saw
-	 * mapped, so, as blkfront, we end them only when disconnecting. */
-	uint32_t held[256];
-	unsigned nheld;
 };
 
 /* A JSON string (our own texts: only quotes and backslashes to escape). */
@@ -122,11 +118,15 @@ static void end_grant_now(struct evil *e, int gref)
 		atomic_fetch_add(&e->d->stats.grant_leaks, 1);
 }
 
-/* A grant a request used: ended now, or at the end with persistent grants. */
+/* A grant a request used: ended now, or, with persistent grants, once the
+ * backend has closed (vf_evil_release). */
 static void end_grant(struct evil *e, int gref)
 {
-	if (gref > 0 && e->d->persistent && e->nheld < sizeof(e->held) / sizeof(e->held[0]))
-		e->held[e->nheld++] = (uint32_t)gref;
+	struct vf_dev *d = e->d;
+
+	if (gref > 0 && d->persistent &&
+	    d->evil_nheld < sizeof(d->evil_held) / sizeof(d->evil_held[0]))
+		d->evil_held[d->evil_nheld++] = (uint32_t)gref;
 	else
 		end_grant_now(e, gref);
 }
@@ -407,9 +407,21 @@ int vf_evil_run(struct vf_dev *d, const char *mode)
 		       d->devid, mode, e.pass, e.fail);
 	else
 		printf("evil %s on device %u: %u passed, %u failed\n", mode, d->devid, e.pass, e.fail);
-	for (unsigned i = 0; i < e.nheld; i++)
-		end_grant_now(&e, (int)e.held[i]);
-	vf_mem_release(d->mem, e.frame, 2);
-	vf_mem_release(d->mem, e.ind_frame, 1);
+	/* Held grants may still be mapped: vf_dev_close ends them. */
+	d->evil_frame = e.frame;
+	d->evil_ind_frame = e.ind_frame;
 	return e.fail ? -1 : 0;
+}
+
+void vf_evil_release(struct vf_dev *d)
+{
+	for (unsigned i = 0; i < d->evil_nheld; i++)
+		if (vf_end_grant(d->mem, d->evil_held[i]) < 0)
+			atomic_fetch_add(&d->stats.grant_leaks, 1);
+	d->evil_nheld = 0;
+	if (d->evil_frame)
+		vf_mem_release(d->mem, d->evil_frame, 2);
+	if (d->evil_ind_frame)
+		vf_mem_release(d->mem, d->evil_ind_frame, 1);
+	d->evil_frame = d->evil_ind_frame = 0;
 }

@@ -423,5 +423,6 @@ teardown:
 		vf_queue_teardown(&d->queue[i]);
 		vf_queue_ring_down(d, &d->queue[i]);
 	}
+	vf_evil_release(d);
 	d->connected = false;
 }
