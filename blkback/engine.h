@@ -20,7 +20,9 @@
  *  - a request pool of 32 x ring pages per queue, allocated at start with
  *    its bounce buffers (address space reserved for max-size requests,
  *    backed by memory as requests actually use it): nothing is allocated
- *    per request;
+ *    per request.  The bounce memory a queue may have resident is bounded
+ *    by ENGINE_BOUNCE_BUDGET (below), and is returned to the system when
+ *    the queue goes idle;
  *  - data moves by grant copy through the bounce buffer, or, with
  *    persistent grants, straight between the image and the mapped guest
  *    pages;
@@ -45,6 +47,21 @@ struct engine;
 #define ENGINE_MAX_QUEUES 16
 #define ENGINE_MAX_RING_ORDER 4     /* 16 pages */
 #define ENGINE_DEFAULT_INDIRECT 256 /* feature-max-indirect-segments */
+
+/*
+ * Bounce memory per queue (issue 6: a guest must not make us allocate
+ * without bound).  The bytes of bounce buffer a queue's requests have
+ * touched since the last release stay under this budget: a request that
+ * would go over it waits (counted in out_of_reqs) until everything in
+ * flight completed, then the touched pages are released (madvise) and it
+ * goes on alone.  A request larger than the whole budget (at most
+ * max-indirect-segments x 4 KiB) thus still runs, alone.  Segments served
+ * in place through persistent grants use no bounce memory and are not
+ * counted.  The pages are also released whenever the queue goes idle.
+ * So the bounce memory of a device is at most
+ * queues x max(ENGINE_BOUNCE_BUDGET, largest request).
+ */
+#define ENGINE_BOUNCE_BUDGET (32u << 20) /* bytes per queue */
 
 struct engine_queue {
 	hv_gref_t ring_ref[1u << ENGINE_MAX_RING_ORDER];

@@ -54,6 +54,7 @@ struct blkreq {
 	struct iovec *iov;            /* max_segs, persistent mode only */
 	struct seg_grant *grant;      /* max_segs, persistent mode only */
 	unsigned held;                /* grant[0..held) are held */
+	size_t touched;               /* bytes of buf maybe resident (consumer only) */
 	struct blkreq *next;          /* free list / work queue */
 };
 
@@ -84,6 +85,9 @@ struct eng_queue {
 
 	char *bounce;                 /* nreqs * max_segs pages, mmap'ed */
 	size_t bounce_bytes;
+	/* consumer thread only (see ENGINE_BOUNCE_BUDGET): */
+	size_t bounce_resident;       /* sum of reqs[].touched */
+	size_t bounce_hwm;            /* bounce[0..hwm) holds every touched page */
 	struct blkif_request_segment *iseg_mem;
 	struct hv_copy_seg *copy_mem;
 	struct seg_grant *grant_mem;
@@ -122,6 +126,9 @@ int16_t io_execute(struct eng_queue *q, struct blkreq *rq);
 /* Read the segments of an INDIRECT request from its indirect pages
  * (grant copy into the bounce buffer, each entry decoded once). */
 struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq);
+/* The bytes of rq->buf (from its start, whole pages) that running the
+ * validated request touches, including its indirect pages. */
+size_t io_bounce_bytes(const struct eng_queue *q, const struct blkreq *rq);
 /* Persistent mode: hold the grants of every segment (rule 16). */
 struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq);
 void io_release_grants(struct eng_queue *q, struct blkreq *rq);

@@ -253,6 +253,39 @@ static int16_t rw_chunked(struct eng_queue *q, struct blkreq *rq, bool write)
 	return BLKIF_RSP_OKAY;
 }
 
+/*
+ * What do_read()/do_write() will touch of rq->buf, for the bounce budget
+ * (engine.h).  Grant-copy mode: one COPY_CHUNK piece at a time from the
+ * start.  Persistent mode: segments without a persistent grant sit at
+ * their offset in the request, so up to the end of the last such segment
+ * (everything if build_iov() would give up).  Indirect pages were read into
+ * the start of rq->buf by io_fetch_indirect().
+ */
+size_t io_bounce_bytes(const struct eng_queue *q, const struct blkreq *rq)
+{
+	size_t data = rq->sectors * SECTOR, bytes = 0, off = 0, ind = 0;
+
+	(void)q;
+	if (rq->wire.operation == BLKIF_OP_INDIRECT)
+		ind = (size_t)req_indirect_pages(rq->wire.nr_segments) * HV_PAGE_SIZE;
+	if (!rq->nseg) {
+		bytes = 0; /* flush, barrier, discard: no data */
+	} else if (!rq->held) {
+		bytes = data < COPY_CHUNK ? data : COPY_CHUNK;
+	} else if (rq->nseg > IOV_MAX) {
+		bytes = data;
+	} else {
+		for (unsigned i = 0; i < rq->nseg; i++) {
+			const struct blkif_request_segment *s = &rq->seg[i];
+			off += (size_t)(s->last_sect - s->first_sect + 1) * SECTOR;
+			if (!rq->grant[i].pg)
+				bytes = off;
+		}
+	}
+	bytes = (bytes + HV_PAGE_SIZE - 1) / HV_PAGE_SIZE * HV_PAGE_SIZE;
+	return bytes > ind ? bytes : ind;
+}
+
 static int16_t do_read(struct eng_queue *q, struct blkreq *rq)
 {
 	size_t len = rq->sectors * SECTOR;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "engine_priv.h"
@@ -14,6 +15,7 @@
 #define SPURIOUS_MAX_DELAY_MS 1000 /* XSA-332 backoff ceiling */
 #define PGRANT_IDLE_NS (60ull * 1000000000ull)
 #define PGRANT_PURGE_EVERY_NS 100000000ull /* 100 ms, as Linux */
+#define IDLE_CHECK_MS 100 /* while bounce memory waits for the queue to idle */
 
 enum drain_result { DRAIN_IDLE, DRAIN_MORE, DRAIN_FULL, DRAIN_BROKEN };
 
@@ -194,6 +196,72 @@ static void wait_drained(struct eng_queue *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* ---- bounce memory (ENGINE_BOUNCE_BUDGET, issue 6) ---- */
+
+/*
+ * Give the touched bounce pages back to the system: one madvise over
+ * bounce[0..hwm).  Consumer thread only, and only with nothing in flight
+ * (no worker uses a bounce buffer then, and the consumer itself is between
+ * requests or holds one whose buffer has no live data yet).  The free list
+ * is a stack, so the slots in use tend to be the first ones and hwm stays
+ * small for a steady load.
+ */
+static void bounce_release(struct eng_queue *q)
+{
+	struct engine *e = q->e;
+
+	if (!q->bounce_hwm)
+		return;
+	if (madvise(q->bounce, q->bounce_hwm, MADV_DONTNEED) < 0)
+		log_limited(&e->rl, VLOG_WARN, "dom%u dev %u queue %u: cannot release bounce memory: %s",
+			    e->p.domid, e->p.devid, q->index, strerror(errno));
+	for (unsigned i = 0; i < q->nreqs; i++)
+		q->reqs[i].touched = 0;
+	q->bounce_resident = 0;
+	q->bounce_hwm = 0;
+}
+
+/*
+ * Account for the bounce memory a validated request is about to touch.
+ * If that would take the queue over its budget, wait until everything in
+ * flight completed (like waiting for a free slot: counted in out_of_reqs),
+ * release, and let the request go on alone: so a request larger than the
+ * budget still runs, and the resident bounce memory stays under
+ * max(budget, one request).  Consumer thread only.
+ */
+static void bounce_charge(struct eng_queue *q, struct blkreq *rq)
+{
+	size_t need = io_bounce_bytes(q, rq), end;
+
+	if (need <= rq->touched)
+		return; /* pages this slot already has: nothing new */
+	if (q->bounce_resident + (need - rq->touched) > ENGINE_BOUNCE_BUDGET) {
+		STAT_ADD(q->e, out_of_reqs, 1);
+		wait_drained(q);
+		bounce_release(q);
+	}
+	q->bounce_resident += need - rq->touched;
+	rq->touched = need;
+	end = (size_t)(rq->buf - q->bounce) + need;
+	if (end > q->bounce_hwm)
+		q->bounce_hwm = end;
+}
+
+/* Between requests, when nothing is in flight any more and the ring is
+ * empty: the queue is idle, give its bounce memory back. */
+static void bounce_release_if_idle(struct eng_queue *q)
+{
+	bool idle;
+
+	if (!q->bounce_hwm)
+		return;
+	pthread_mutex_lock(&q->lock);
+	idle = !q->inflight && !q->batch_n;
+	pthread_mutex_unlock(&q->lock);
+	if (idle)
+		bounce_release(q);
+}
+
 /* ---- intake ---- */
 
 /* What the request is, for statistics and the trace. */
@@ -308,6 +376,7 @@ static void handle(struct eng_queue *q, struct blkreq *rq)
 		reject(q, rq, v);
 		return;
 	}
+	bounce_charge(q, rq);
 	if (rq->wire.operation == BLKIF_OP_WRITE_BARRIER) {
 		/* rule 23: drain, then run it here on the consumer thread so
 		 * nothing newer starts before it completes. */
@@ -427,7 +496,9 @@ static bool wait_event(struct eng_queue *q)
 	};
 	int r, k;
 
-	r = poll(pfd, 2, -1);
+	/* With bounce memory to give back, look again now and then for the
+	 * moment the queue goes idle (the last completion does not wake us). */
+	r = poll(pfd, 2, q->bounce_hwm ? IDLE_CHECK_MS : -1);
 	if (r < 0)
 		return errno == EINTR || errno == EAGAIN;
 	if (pfd[0].revents || stopping(e))
@@ -468,6 +539,7 @@ void *queue_consumer_main(void *arg)
 		pthread_mutex_unlock(&q->lock);
 		if (work)
 			continue;
+		bounce_release_if_idle(q);
 		if (!wait_event(q))
 			break;
 	}
