@@ -55,6 +55,7 @@ struct blkreq {
 	struct seg_grant *grant;      /* max_segs, persistent mode only */
 	unsigned held;                /* grant[0..held) are held */
 	size_t touched;               /* bytes of buf maybe resident (consumer only) */
+	size_t fetched;               /* bytes of buf io_fetch_indirect() wrote */
 	struct blkreq *next;          /* free list / work queue */
 };
 

@@ -52,6 +52,7 @@ struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq)
 			.status = -1,      /* rule 15: failed until proven otherwise */
 		};
 	}
+	rq->fetched = (size_t)pages * HV_PAGE_SIZE; /* for the bounce budget */
 	if (copy_segments(q, rq->copy, pages) < 0)
 		return fail("cannot read indirect pages");
 	req_decode_indirect(rq->buf, n, rq->iseg);
@@ -263,11 +264,9 @@ static int16_t rw_chunked(struct eng_queue *q, struct blkreq *rq, bool write)
  */
 size_t io_bounce_bytes(const struct eng_queue *q, const struct blkreq *rq)
 {
-	size_t data = rq->sectors * SECTOR, bytes = 0, off = 0, ind = 0;
+	size_t data = rq->sectors * SECTOR, bytes = 0, off = 0, ind = rq->fetched;
 
 	(void)q;
-	if (rq->wire.operation == BLKIF_OP_INDIRECT)
-		ind = (size_t)req_indirect_pages(rq->wire.nr_segments) * HV_PAGE_SIZE;
 	if (!rq->nseg) {
 		bytes = 0; /* flush, barrier, discard: no data */
 	} else if (!rq->held) {

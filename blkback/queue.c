@@ -222,16 +222,17 @@ static void bounce_release(struct eng_queue *q)
 }
 
 /*
- * Account for the bounce memory a validated request is about to touch.
+ * Account for the need bytes of bounce memory (from rq->buf on) a request
+ * is about to touch or, if rejected, has touched reading indirect pages.
  * If that would take the queue over its budget, wait until everything in
  * flight completed (like waiting for a free slot: counted in out_of_reqs),
  * release, and let the request go on alone: so a request larger than the
  * budget still runs, and the resident bounce memory stays under
  * max(budget, one request).  Consumer thread only.
  */
-static void bounce_charge(struct eng_queue *q, struct blkreq *rq)
+static void bounce_charge(struct eng_queue *q, struct blkreq *rq, size_t need)
 {
-	size_t need = io_bounce_bytes(q, rq), end;
+	size_t end;
 
 	if (need <= rq->touched)
 		return; /* pages this slot already has: nothing new */
@@ -364,6 +365,7 @@ static void handle(struct eng_queue *q, struct blkreq *rq)
 	rq->sectors = 0;
 	rq->nseg = 0;
 	rq->held = 0;
+	rq->fetched = 0;
 	rq->inflight = false;
 	classify(rq);
 	if (rq->counted && e->p.stats)
@@ -373,10 +375,11 @@ static void handle(struct eng_queue *q, struct blkreq *rq)
 
 	v = validate(q, rq);
 	if (v.status != BLKIF_RSP_OKAY) {
+		bounce_charge(q, rq, rq->fetched);
 		reject(q, rq, v);
 		return;
 	}
-	bounce_charge(q, rq);
+	bounce_charge(q, rq, io_bounce_bytes(q, rq));
 	if (rq->wire.operation == BLKIF_OP_WRITE_BARRIER) {
 		/* rule 23: drain, then run it here on the consumer thread so
 		 * nothing newer starts before it completes. */
