@@ -48,15 +48,15 @@ done
 ok "verified 1 MiB sequential I/O through 256-segment indirect requests" \
     guest --verify --rw mix --pattern seq --bs 1M --indirect 256 --ios 100 --queues 2
 
-# With persistent grants the backend keeps grants mapped; vbd-front's
-# bad-grant mode then re-uses a gref the backend still maps (the simulator
-# does not refuse ending a mapped grant, as Xen would), so it runs on its
-# own in a fresh domain.
+# With persistent grants the backend keeps grants mapped.  These first two
+# runs date from when the simulator let a guest end a mapped grant (and
+# bad-grant then re-used a gref the backend still mapped); kept as they were.
 ok "hostile requests all answered as expected (--evil all, no persistent)" \
     guest --evil all --persistent off
 ok "bad grants refused with persistent grants (fresh domain)" guest --evil bad-grant
-# The simulator now refuses to end a grant the backend maps (-EBUSY, as
-# Xen): --evil all with persistent grants on passes in one domain.
+# The simulator refuses to end a grant the backend maps (-EBUSY, as Xen),
+# and vbd-front ends its held grants only after the backend closed (a grant
+# it cannot end fails the run): --evil all with persistent grants on.
 ok "hostile requests all answered as expected (--evil all, persistent on)" \
     guest --evil all --persistent on
 ok "ring overrun: backend stops serving that ring, guest closes cleanly" guest --evil ring-overrun
