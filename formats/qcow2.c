@@ -1511,6 +1511,76 @@ static int qcow2_block_status(struct img *img, uint64_t off, uint64_t len, struc
 	return 0;
 }
 
+/* Grow the virtual disk.  If the L1 table must grow, everything dirty is
+ * flushed first (so the new table only points at durable L2 tables), the
+ * new table is written and synced, the header switches to it with one
+ * write (l1_size and l1_table_offset are adjacent), and only then is the
+ * old table freed.  The new size goes into the header last. */
+static int qcow2_resize(struct img *img, uint64_t size)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t per_l1e = q->cluster_size << q->l2_bits;
+	uint64_t need = (size + per_l1e - 1) / per_l1e;
+	uint8_t b[12];
+	int r = 0;
+
+	if (size > (1ull << 62) || need * 8 > QCOW2_MAX_L1_BYTES)
+		return -EFBIG;
+	pthread_mutex_lock(&q->lock);
+	if (need > q->l1_size) {
+		uint64_t bytes = need * 8, n = (bytes + q->cluster_size - 1) >> q->cluster_bits;
+		uint64_t noff, got, *nl1 = calloc(need, 8);
+		uint8_t *buf = calloc(1, n << q->cluster_bits);
+		r = nl1 && buf ? q2_flush_locked(q) : -ENOMEM;
+		if (r == 0)
+			r = q2_alloc_clusters(q, n, &noff, &got);
+		if (r == 0 && got < n) {
+			q2_free_now(q, noff, got);
+			r = -ENOSPC;   /* no contiguous run (cannot happen at the end) */
+		}
+		if (r == 0) {
+			memcpy(nl1, q->l1, (size_t)q->l1_size * 8);
+			for (uint64_t i = 0; i < need; i++)
+				put_be64(buf + 8 * i, nl1[i]);
+			r = q2_refcounts_durable(q);   /* the new table's refcounts */
+			if (r == 0)
+				r = full_pwrite(q->fd, buf, n << q->cluster_bits, noff);
+			if (r == 0 && fdatasync(q->fd) < 0)
+				r = -errno;
+			put_be32(b, (uint32_t)need);
+			put_be64(b + 4, noff);
+			if (r == 0)
+				r = q2_write_header_field(q, QCOW2_HDR_L1_SIZE, b, 12);
+			if (r == 0 && fdatasync(q->fd) < 0)
+				r = -errno;
+			if (r < 0) {
+				q2_free_now(q, noff, n);
+			} else {
+				uint64_t old_off = q->l1_offset;
+				uint64_t old_n = ((uint64_t)q->l1_size * 8 + q->cluster_size - 1) >>
+						 q->cluster_bits;
+				free(q->l1);
+				q->l1 = nl1;
+				nl1 = NULL;
+				q->l1_size = (uint32_t)need;
+				q->l1_offset = noff;
+				if (old_n)
+					q2_free_now(q, old_off, old_n);
+			}
+		}
+		free(nl1);
+		free(buf);
+	}
+	if (r == 0) {
+		put_be64(b, size);
+		r = q2_write_header_field(q, QCOW2_HDR_SIZE, b, 8);
+		if (r == 0 && fdatasync(q->fd) < 0)
+			r = -errno;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
 static void qcow2_info(struct img *img, struct img_info *info)
 {
 	struct qcow2 *q = img->priv;
@@ -1536,4 +1606,5 @@ const struct img_driver qcow2_driver = {
 	.block_status = qcow2_block_status,
 	.check = qcow2_check,
 	.info = qcow2_info,
+	.resize = qcow2_resize,
 };

@@ -9,7 +9,7 @@
 need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 IMGIO=$VBDFS_BUILD/t/helpers/imgio
-plan 17
+plan 20
 
 same_ops() { # image size seed count
     "$IMGIO" -f qcow2 "$1" "random $3 $4 $2" && "$IMGIO" -f raw "$T/m.raw" "random $3 $4 $2" &&
@@ -62,6 +62,15 @@ done
 qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$T/g.qcow2" 64M
 qemu-img create -q -f raw "$T/m.raw" 64M
 ok "refcount table growth" same_ops "$T/g.qcow2" 67108864 41 600
+# online resize (img_resize): the L1 table grows past its cluster
+f=$T/grow.qcow2
+qemu-img create -q -f qcow2 "$f" 16M
+qemu-io -f qcow2 -c 'write -P 0x44 0 16M' "$f" >/dev/null
+qemu-img convert -O raw "$f" "$T/m.raw"
+ok "resize to 1.2 GB" sh -c "'$IMGIO' -f qcow2 '$f' 'resize 1200000000' && '$IMGIO' -f raw '$T/m.raw' 'resize 1200000000'"
+is "$(qemu-img info --output=json "$f" | grep -o '"virtual-size": [0-9]*')" '"virtual-size": 1200000000' "qemu-img sees the new size"
+ok "writes after resize match raw, check clean" same_ops "$f" 1200000000 71 150
+
 # internal snapshots: the active layer is written with copy-on-write of the
 # shared L2 tables and data clusters; the snapshot's data stays intact
 for cs in 4096 65536; do

@@ -11,7 +11,7 @@
  *   read OFF LEN BYTE         read and verify every byte is BYTE
  *   dump OFF LEN              write the bytes to stdout
  *   export FILE               write the whole disk to FILE (raw)
- *   discard OFF LEN | zero OFF LEN | flush
+ *   discard OFF LEN | zero OFF LEN | flush | resize SIZE
  *   map                       block status extents, one per line
  *   info                      key=value lines
  *   check [fix]               qcow2 check; prints the counts; exit 2 if
@@ -170,6 +170,8 @@ static int command(char *line)
 		r = img_discard(img, num(argv[1]), num(argv[2]));
 	} else if (!strcmp(c, "zero") && argc == 3) {
 		r = img_write_zeroes(img, num(argv[1]), num(argv[2]));
+	} else if (!strcmp(c, "resize") && argc == 2) {
+		r = img_resize(img, num(argv[1]));
 	} else if (!strcmp(c, "flush")) {
 		r = img_flush(img);
 	} else if (!strcmp(c, "map")) {
