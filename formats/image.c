@@ -510,7 +510,12 @@ int img_read_backing(struct img *img, const struct iovec *iov, int iovcnt, size_
 	return 0;
 }
 
-int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+/*
+ * Positional vectored I/O that finishes the whole range: retries EINTR and
+ * continues after short transfers.  A read past the end of the file fills
+ * the rest with zeros; a write that makes no progress is -EIO.
+ */
+static int full_rw(int fd, const struct iovec *iov, int iovcnt, uint64_t off, bool write)
 {
 	struct iovec local[IOV_SLICE_INLINE];
 	struct iovec *v = (struct iovec *)iov;
@@ -518,12 +523,14 @@ int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 	ssize_t n;
 
 	while (left > 0) {
-		n = preadv(fd, v, iovcnt, (off_t)off);
+		n = write ? pwritev(fd, v, iovcnt, (off_t)off) : preadv(fd, v, iovcnt, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0) {
+			if (write)
+				return -EIO;
 			iov_memset(v, iovcnt, 0, 0, left); /* past end of file */
 			return 0;
 		}
@@ -531,7 +538,7 @@ int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 		off += (uint64_t)n;
 		if (left == 0)
 			break;
-		/* Short read: continue with the rest (rare; copy once). */
+		/* Short transfer: continue with the rest (rare; copy once). */
 		struct iov_slice s;
 		int r = iov_slice(&s, v, iovcnt, (size_t)n, left);
 		if (r < 0)
@@ -542,7 +549,7 @@ int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 			v = local;
 			iov_slice_free(&s);
 		} else {
-			r = full_preadv(fd, s.iov, s.cnt, off);
+			r = full_rw(fd, s.iov, s.cnt, off, write);
 			iov_slice_free(&s);
 			return r;
 		}
@@ -550,41 +557,14 @@ int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 	return 0;
 }
 
+int full_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	return full_rw(fd, iov, iovcnt, off, false);
+}
+
 int full_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	struct iovec local[IOV_SLICE_INLINE];
-	struct iovec *v = (struct iovec *)iov;
-	size_t left = iov_total(iov, iovcnt);
-	ssize_t n;
-
-	while (left > 0) {
-		n = pwritev(fd, v, iovcnt, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		left -= (size_t)n;
-		off += (uint64_t)n;
-		if (left == 0)
-			break;
-		struct iov_slice s;
-		int r = iov_slice(&s, v, iovcnt, (size_t)n, left);
-		if (r < 0)
-			return r;
-		if (s.cnt <= IOV_SLICE_INLINE) {
-			memcpy(local, s.iov, sizeof(struct iovec) * (size_t)s.cnt);
-			iovcnt = s.cnt;
-			v = local;
-			iov_slice_free(&s);
-		} else {
-			r = full_pwritev(fd, s.iov, s.cnt, off);
-			iov_slice_free(&s);
-			return r;
-		}
-	}
-	return 0;
+	return full_rw(fd, iov, iovcnt, off, true);
 }
 
 int full_pread(int fd, void *buf, size_t len, uint64_t off)
