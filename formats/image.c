@@ -589,42 +589,59 @@ size_t iov_total(const struct iovec *iov, int iovcnt)
 	return t;
 }
 
-/* Walk [iov_off, iov_off+len) of iov calling fn on each piece. */
-#define IOV_WALK(iov, iovcnt, iov_off, len, BODY)                                 \
-	do {                                                                      \
-		size_t skip_ = (iov_off), left_ = (len), done_ = 0;               \
-		for (int i_ = 0; i_ < (iovcnt) && left_ > 0; i_++) {              \
-			if (skip_ >= (iov)[i_].iov_len) {                         \
-				skip_ -= (iov)[i_].iov_len;                       \
-				continue;                                         \
-			}                                                         \
-			size_t n_ = (iov)[i_].iov_len - skip_;                    \
-			if (n_ > left_)                                           \
-				n_ = left_;                                       \
-			uint8_t *p_ = (uint8_t *)(iov)[i_].iov_base + skip_;      \
-			BODY;                                                     \
-			skip_ = 0;                                                \
-			left_ -= n_;                                              \
-			done_ += n_;                                              \
-		}                                                                 \
-	} while (0)
+/* Walk [iov_off, iov_off+len) of iov, calling fn on each contiguous piece
+ * with the number of bytes walked before it. */
+typedef void iov_piece_fn(uint8_t *piece, size_t n, size_t before, void *ctx);
+
+static void iov_walk(const struct iovec *iov, int iovcnt, size_t iov_off, size_t len,
+		     iov_piece_fn *fn, void *ctx)
+{
+	size_t skip = iov_off, done = 0;
+
+	for (int i = 0; i < iovcnt && done < len; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		size_t n = iov[i].iov_len - skip;
+		if (n > len - done)
+			n = len - done;
+		fn((uint8_t *)iov[i].iov_base + skip, n, done, ctx);
+		skip = 0;
+		done += n;
+	}
+}
+
+static void piece_from_buf(uint8_t *piece, size_t n, size_t before, void *buf)
+{
+	memcpy(piece, (const uint8_t *)buf + before, n);
+}
+
+static void piece_to_buf(uint8_t *piece, size_t n, size_t before, void *buf)
+{
+	memcpy((uint8_t *)buf + before, piece, n);
+}
+
+static void piece_set(uint8_t *piece, size_t n, size_t before, void *c)
+{
+	(void)before;
+	memset(piece, *(const int *)c, n);
+}
 
 void iov_from_buf(const struct iovec *iov, int iovcnt, size_t iov_off, const void *buf,
 		  size_t len)
 {
-	const uint8_t *b = buf;
-	IOV_WALK(iov, iovcnt, iov_off, len, memcpy(p_, b + done_, n_));
+	iov_walk(iov, iovcnt, iov_off, len, piece_from_buf, (void *)buf);
 }
 
 void iov_to_buf(const struct iovec *iov, int iovcnt, size_t iov_off, void *buf, size_t len)
 {
-	uint8_t *b = buf;
-	IOV_WALK(iov, iovcnt, iov_off, len, memcpy(b + done_, p_, n_));
+	iov_walk(iov, iovcnt, iov_off, len, piece_to_buf, buf);
 }
 
 void iov_memset(const struct iovec *iov, int iovcnt, size_t iov_off, int c, size_t len)
 {
-	IOV_WALK(iov, iovcnt, iov_off, len, memset(p_, c, n_));
+	iov_walk(iov, iovcnt, iov_off, len, piece_set, &c);
 }
 
 int iov_slice(struct iov_slice *s, const struct iovec *iov, int iovcnt, size_t iov_off,
