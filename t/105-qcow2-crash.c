@@ -198,7 +198,7 @@ int main(void)
 		{ 4096, false }, { 65536, false }, { 4096, true }, { 65536, true },
 	};
 	time_t start = time(NULL);
-	unsigned rounds = 0, good = 0;
+	unsigned rounds = 0;
 
 	log_init("105-qcow2-crash", VLOG_WARN, false);
 	if (system("qemu-img --version >/dev/null 2>&1") != 0)
@@ -230,7 +230,6 @@ int main(void)
 			n++;
 		}
 		rounds += n;
-		good += n - fails;
 		ok(fails == 0, cfg[c].backing ? "crashes over a backing file: acknowledged data kept"
 					      : "crashes: acknowledged data kept, image not corrupt");
 		snprintf(cmd, sizeof(cmd), "qemu-img check -q %s >/dev/null 2>&1", path);
@@ -243,6 +242,6 @@ int main(void)
 	(void)system(cmd);
 	free(model);
 	free(got);
-	(void)good;
+	diag("%u crash rounds in all", rounds);
 	return done_testing();
 }
