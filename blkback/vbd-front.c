@@ -20,6 +20,7 @@
 #include "blkback/sim/guest.h"
 #include "blkback/vdev.h"
 #include "util/log.h"
+#include "util/version.h"
 
 #define MAX_DEVS 16
 #define VERIFY_MAX_REGION (16ull << 30)
@@ -64,7 +65,7 @@ static void usage(FILE *f)
 "  --evil MODE          sector-range, bad-grant, bad-segs, bad-op, storm,\n"
 "                       ring-overrun, die, or all (the first five)\n"
 "  --json               machine-readable report\n"
-"  -v, --verbose        more messages;  -h, --help  this text\n");
+"  -v, --verbose        more messages;  -h, --help  this text;  -V, --version\n");
 }
 
 enum {
@@ -111,6 +112,7 @@ static const struct option longopts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -175,7 +177,7 @@ static void parse(int argc, char **argv, struct vf_opts *o, char ***want, int *n
 	o->qd = 32;
 	o->seed = 1;
 	o->timeout_ns = 30000000000ull;
-	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_SIM: o->sim_dir = optarg; break;
 		case O_DOMID: o->domid = (uint16_t)num("--domid", optarg, 32751); break;
@@ -246,6 +248,7 @@ static void parse(int argc, char **argv, struct vf_opts *o, char ***want, int *n
 		case O_JSON: o->json = true; break;
 		case 'v': log_set_level(VLOG_DEBUG); break;
 		case 'h': usage(stdout); exit(0);
+		case 'V': printf("vbd-front (vbdfs) %s\n", VBDFS_VERSION); exit(0);
 		default: fprintf(stderr, "Try 'vbd-front --help'.\n"); exit(2);
 		}
 	}

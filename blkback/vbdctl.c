@@ -27,6 +27,7 @@
 
 #include "blkback/vdev.h"
 #include "blkback/xenbus.h"
+#include "util/version.h"
 
 enum { EX_OK = 0, EX_FAIL = 1, EX_USAGE = 2, EX_NOTFOUND = 3, EX_BUSY = 4 };
 
@@ -68,6 +69,7 @@ static void usage(FILE *f)
 "  --backend-type TYPE     vbdfs (default) or vbd (disks xl created with\n"
 "                          backendtype=phy and a no-op hotplug script)\n"
 "  -h, --help              this help\n"
+"  -V, --version           print the version\n"
 "\n"
 "Exit status: 0 success, 1 failure, 2 usage error, 3 not found (image,\n"
 "domain or disk), 4 busy (the disk is already attached).\n");
@@ -674,13 +676,14 @@ int main(int argc, char **argv)
 		{ "wait", required_argument, NULL, O_WAIT },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .timeout = 10 };
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_SIM: o.sim = optarg; break;
 		case O_TYPE:
@@ -701,6 +704,7 @@ int main(int argc, char **argv)
 				o.timeout = (int)v;
 			break;
 		case 'h': usage(stdout); return EX_OK;
+		case 'V': printf("vbdctl (vbdfs) %s\n", VBDFS_VERSION); return EX_OK;
 		default: usage(stderr); return EX_USAGE;
 		}
 	}

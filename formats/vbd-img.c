@@ -8,6 +8,7 @@
 
 #include "imgtool.h"
 #include "util/log.h"
+#include "util/version.h"
 
 struct subcmd {
 	const char *name;
@@ -50,7 +51,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("%s (vbdfs) 0.1\n", TOOL_NAME);
+		printf("%s (vbdfs) %s\n", TOOL_NAME, VBDFS_VERSION);
 		return EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)

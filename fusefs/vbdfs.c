@@ -35,6 +35,7 @@
 #include "blkback/xenbus.h"
 #include "fusefs/fs.h"
 #include "util/log.h"
+#include "util/version.h"
 
 struct opts {
 	const char *sim_dir;
@@ -76,6 +77,7 @@ static void usage(FILE *f)
 "  --direct-io           open images with O_DIRECT\n"
 "  -v, --verbose         log every XenBus state change (debug level)\n"
 "  -h, --help            this help\n"
+"  -V, --version         print the version\n"
 "\n"
 "Without --sim, vbdfs needs a Xen dom0 (/dev/xen/evtchn, /dev/xen/gntdev,\n"
 "xenstored).  Signals TERM, INT and HUP disconnect every disk cleanly and exit.\n");
@@ -114,11 +116,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "direct-io", no_argument, NULL, OPT_DIRECT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SIM: o->sim_dir = optarg; break;
 		case 'f': o->foreground = true; break;
@@ -156,6 +159,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_DIRECT: o->xb.direct_io = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': usage(stdout); return 1;
+		case 'V': printf("vbdfs %s\n", VBDFS_VERSION); return 1;
 		default: usage(stderr); return -1;
 		}
 	}

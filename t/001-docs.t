@@ -1,6 +1,7 @@
 #!/bin/sh
 # Every man page renders without groff warnings; every program answers
-# --help with a usage text and exit 0, and an unknown option with exit != 0.
+# --help with a usage text and exit 0, --version with the one version of
+# util/version.h, and an unknown option with exit != 0.
 . "$(dirname "$0")/lib.sh"
 
 command -v groff >/dev/null || skip_all "needs groff (Debian package groff-base)"
@@ -11,7 +12,8 @@ for p in vbdfs vbdctl vbd-front vbd-img; do
 done
 n_pages=$(echo "$pages" | wc -w)
 n_progs=$(echo "$progs" | wc -w)
-plan $((n_pages + 3 * n_progs + 1))
+version=$(sed -n 's/^#define VBDFS_VERSION "\(.*\)"/\1/p' "$VBDFS_SRC/util/version.h")
+plan $((n_pages + 4 * n_progs + 1))
 
 ok "vbdfs(8) exists" test -f "$VBDFS_SRC/man/vbdfs.8"
 for m in $pages; do
@@ -21,6 +23,7 @@ done
 for p in $progs; do
     ok "$p --help exits 0" "$VBDFS_BUILD/$p" --help
     like "$(cat "$T/last.out")" "[Uu]sage" "$p --help prints a usage line"
+    is "$("$VBDFS_BUILD/$p" --version | sed 's/.* //')" "$version" "$p --version prints $version"
     fails "$p rejects an unknown option" "$VBDFS_BUILD/$p" --no-such-option-xyz
 done
 done_testing
