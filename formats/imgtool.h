@@ -81,7 +81,6 @@ const char *qcow2_compat_name(int version);
 /* Read/write helpers that loop over short transfers; 0 or -errno. */
 int read_full(int fd, void *buf, size_t len);
 int write_full(int fd, const void *buf, size_t len);
-int pwrite_full_fd(int fd, const void *buf, size_t len, uint64_t off);
 
 /* True if len bytes at p are all zero. */
 bool buf_is_zero(const void *p, size_t len);

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "driver.h"
 #include "imgtool.h"
 #include "qcow2_writer.h"
 #include "util/log.h"
@@ -245,7 +246,7 @@ static int write_job_raw(struct conv *cv, const struct job *j)
 		uint64_t len = (k - i) * cv->unit;
 		if (off + len > cv->size)
 			len = cv->size - off;
-		int r = pwrite_full_fd(cv->raw_fd, j->buf + i * cv->unit, (size_t)len, off);
+		int r = full_pwrite(cv->raw_fd, j->buf + i * cv->unit, (size_t)len, off);
 		if (r < 0)
 			return r;
 		i = k;

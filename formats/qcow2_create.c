@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "driver.h"
 #include "qcow2.h"
 #include "util/endian.h"
 
@@ -165,23 +166,6 @@ void qcow2_refcount_space(uint64_t clusters, unsigned cluster_bits, unsigned ref
 	*table_clusters = rt;
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Refcount blocks for metadata clusters 0..n-1 (all refcount 1). */
 static int write_refblocks(int fd, const struct qcow2_create_opts *o, uint64_t rb_off,
 			   uint64_t rb_count, uint64_t n, uint8_t *buf)
@@ -193,7 +177,7 @@ static int write_refblocks(int fd, const struct qcow2_create_opts *o, uint64_t r
 		memset(buf, 0, cs);
 		for (uint64_t i = 0; i < per_block && b * per_block + i < n; i++)
 			qcow2_refblock_set(buf, i, o->refcount_order, 1);
-		int r = pwrite_full(fd, buf, cs, rb_off + b * cs);
+		int r = full_pwrite(fd, buf, cs, rb_off + b * cs);
 		if (r < 0)
 			return r;
 	}
@@ -238,7 +222,7 @@ static int write_image(int fd, const struct qcow2_create_opts *o, char *err, siz
 		snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
 		goto out;
 	}
-	r = pwrite_full(fd, buf, cs, 0);
+	r = full_pwrite(fd, buf, cs, 0);
 	if (r == 0) {
 		/* refcount table: one entry per refcount block */
 		uint64_t rb_off = (1 + rt) * cs;
@@ -246,7 +230,7 @@ static int write_image(int fd, const struct qcow2_create_opts *o, char *err, siz
 			memset(buf, 0, cs);
 			for (uint64_t i = 0; i < cs / 8 && t * (cs / 8) + i < rb; i++)
 				put_be64(buf + i * 8, rb_off + (t * (cs / 8) + i) * cs);
-			r = pwrite_full(fd, buf, cs, (1 + t) * cs);
+			r = full_pwrite(fd, buf, cs, (1 + t) * cs);
 		}
 		if (r == 0)
 			r = write_refblocks(fd, o, rb_off, rb, total, buf);

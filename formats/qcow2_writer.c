@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "driver.h"
 #include "qcow2.h"
 #include "util/endian.h"
 
@@ -46,27 +47,10 @@ struct qcow2_writer {
 	int error;               /* first write error, sticky */
 };
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int wbuf_flush(struct qcow2_writer *w)
 {
 	if (w->wbuf_len) {
-		int r = pwrite_all(w->fd, w->wbuf, w->wbuf_len, w->wbuf_off);
+		int r = full_pwrite(w->fd, w->wbuf, w->wbuf_len, w->wbuf_off);
 		w->wbuf_len = 0;
 		if (r < 0 && !w->error)
 			w->error = r;
@@ -88,7 +72,7 @@ static int out_write(struct qcow2_writer *w, const void *data, size_t len, uint6
 	if (wbuf_flush(w))
 		return w->error;
 	if (len >= QW_WBUF_SIZE) {
-		int r = pwrite_all(w->fd, data, len, off);
+		int r = full_pwrite(w->fd, data, len, off);
 		if (r < 0)
 			w->error = r;
 		return r;
@@ -373,7 +357,7 @@ int qcow2_writer_finish(struct qcow2_writer *w, bool sync, char *err, size_t err
 	}
 	r = qcow2_header_build(hdr, &w->o, &l);
 	if (r == 0)
-		r = pwrite_all(w->fd, hdr, w->cs, 0);
+		r = full_pwrite(w->fd, hdr, w->cs, 0);
 	if (r == 0 && sync && fsync(w->fd) < 0)
 		r = -errno;
 	free(hdr);
