@@ -38,6 +38,13 @@ void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * EXIT_USAGE so callers can `return usage_err(...)`. */
 int usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The value of --output (json or human) into *json; 0, or a usage error's
+ * exit code to return. */
+int parse_output(const char *cmd, const char *arg, bool *json);
+/* Exactly one FILE operand left after the options, and -f FMT (when
+ * given) a format we know; 0, or a usage error's exit code to return. */
+int check_file_operand(const char *cmd, int argc, const char *fmt);
+
 /*
  * Parse a byte count: a decimal number with an optional suffix
  * k/K, M, G, T, P, E (powers of 1024; B or none = bytes).  Rejects

@@ -76,7 +76,7 @@ int cmd_check(int argc, char **argv)
 	};
 	const char *fmt = NULL;
 	bool json = false, fix = false;
-	int c;
+	int c, r;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+f:r:h", longopts, NULL)) != -1) {
@@ -90,19 +90,16 @@ int cmd_check(int argc, char **argv)
 			break;
 		case 'j': json = true; break;
 		case 'O':
-			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return usage_err("check", "--output must be json or human");
-			json = !strcmp(optarg, "json");
+			if ((r = parse_output("check", optarg, &json)))
+				return r;
 			break;
 		case 'h': check_help(); return CHECK_CLEAN;
 		default: return usage_err("check", "bad option");
 		}
 	}
 	/* usage errors exit 1, which is also CHECK_ERROR: no check was done */
-	if (optind != argc - 1)
-		return usage_err("check", optind >= argc ? "missing FILE" : "too many arguments");
-	if (fmt && !format_known(fmt))
-		return usage_err("check", "unknown format '%s' (raw, qcow2 or qcow)", fmt);
+	if ((r = check_file_operand("check", argc, fmt)))
+		return r;
 	if (fix && !fmt)
 		return usage_err("check", "-r leaks writes to the image: give its format "
 				 "with -f (formats are never guessed for writing)");
@@ -118,7 +115,7 @@ int cmd_check(int argc, char **argv)
 	uint64_t fixed = 0;
 	img_get_info(img, &in);
 	memset(&res, 0, sizeof(res));
-	int r = img_check(img, fix, &res);
+	r = img_check(img, fix, &res);
 	if (r == 0 && fix && res.leaks_fixed) {
 		/* report the state after the repair, as qemu-img does */
 		fixed = res.leaks_fixed;

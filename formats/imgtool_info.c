@@ -108,7 +108,7 @@ int cmd_info(int argc, char **argv)
 	};
 	const char *fmt = NULL;
 	bool json = false, chain = false;
-	int c;
+	int c, r;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
@@ -116,19 +116,16 @@ int cmd_info(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'j': json = true; break;
 		case 'O':
-			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return usage_err("info", "--output must be json or human");
-			json = !strcmp(optarg, "json");
+			if ((r = parse_output("info", optarg, &json)))
+				return r;
 			break;
 		case 'B': chain = true; break;
 		case 'h': info_help(); return EXIT_OK;
 		default: return usage_err("info", "bad option");
 		}
 	}
-	if (optind != argc - 1)
-		return usage_err("info", optind >= argc ? "missing FILE" : "too many arguments");
-	if (fmt && !format_known(fmt))
-		return usage_err("info", "unknown format '%s' (raw, qcow2 or qcow)", fmt);
+	if ((r = check_file_operand("info", argc, fmt)))
+		return r;
 
 	struct img *img;
 	unsigned flags = IMG_RDONLY | (chain ? 0 : IMG_NOBACKING);

@@ -79,7 +79,7 @@ int cmd_map(int argc, char **argv)
 	};
 	const char *fmt = NULL;
 	bool json = false;
-	int c;
+	int c, r;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
@@ -87,18 +87,15 @@ int cmd_map(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'j': json = true; break;
 		case 'O':
-			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return usage_err("map", "--output must be json or human");
-			json = !strcmp(optarg, "json");
+			if ((r = parse_output("map", optarg, &json)))
+				return r;
 			break;
 		case 'h': map_help(); return EXIT_OK;
 		default: return usage_err("map", "bad option");
 		}
 	}
-	if (optind != argc - 1)
-		return usage_err("map", optind >= argc ? "missing FILE" : "too many arguments");
-	if (fmt && !format_known(fmt))
-		return usage_err("map", "unknown format '%s' (raw, qcow2 or qcow)", fmt);
+	if ((r = check_file_operand("map", argc, fmt)))
+		return r;
 
 	const char *path = argv[optind];
 	struct img *img;
@@ -124,7 +121,7 @@ int cmd_map(int argc, char **argv)
 		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
 	while (off < size) {
 		struct img_extent e;
-		int r = img_block_status(img, off, size - off, &e);
+		r = img_block_status(img, off, size - off, &e);
 		if (r < 0 || e.length == 0 || e.offset != off || e.length > size - off) {
 			tool_err("%s: cannot get the allocation at offset %" PRIu64 ": %s", path, off,
 				 r < 0 ? strerror(-r) : "driver returned a bad extent");

@@ -2,6 +2,7 @@
 #include "imgtool.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,6 +32,23 @@ int usage_err(const char *cmd, const char *fmt, ...)
 	fprintf(stderr, "%s %s: %s\nTry '%s %s --help' for more information.\n", TOOL_NAME,
 		cmd, line, TOOL_NAME, cmd);
 	return EXIT_USAGE;
+}
+
+int parse_output(const char *cmd, const char *arg, bool *json)
+{
+	if (strcmp(arg, "json") && strcmp(arg, "human"))
+		return usage_err(cmd, "--output must be json or human");
+	*json = !strcmp(arg, "json");
+	return 0;
+}
+
+int check_file_operand(const char *cmd, int argc, const char *fmt)
+{
+	if (optind != argc - 1)
+		return usage_err(cmd, optind >= argc ? "missing FILE" : "too many arguments");
+	if (fmt && !format_known(fmt))
+		return usage_err(cmd, "unknown format '%s' (raw, qcow2 or qcow)", fmt);
+	return 0;
 }
 
 int parse_uint(const char *s, uint64_t *out)
