@@ -487,8 +487,13 @@ static int dev_setup(struct xb_dev *d)
 	d->caps = img_caps(img);
 	if (!d->readonly && !(d->caps & IMG_CAN_WRITE)) {
 		img_get_info(img, &info);
-		dev_error(d, "%s images are read-only in vbdfs; attach %s with mode r",
-			  info.format ? info.format : "these", d->path);
+		if (info.corrupt || info.dirty)
+			dev_error(d, "%s is %s: repair it (qemu-img check -r all) or attach it "
+				  "with mode r", d->path,
+				  info.corrupt ? "marked corrupt" : "dirty (lazy refcounts)");
+		else
+			dev_error(d, "%s images are read-only in vbdfs; attach %s with mode r",
+				  info.format ? info.format : "these", d->path);
 		img_close(img);
 		return -1;
 	}

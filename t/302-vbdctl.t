@@ -7,7 +7,8 @@
 . "$(dirname "$0")/xb-lib.sh"
 need_cmd xenstore-ls xenstore-utils
 need_cmd jq jq
-plan 39
+need_cmd qemu-img qemu-utils
+plan 41
 sim_start
 domain_up 3 app3
 truncate -s 8M "$T/a.img"
@@ -79,6 +80,13 @@ like "$(xenstore-read "$(be_path 3 51744)/error")" "cannot open image.*a.img" "e
 truncate -s 8M "$T/b.img"
 "$VBDCTL" --sim "$SIM" attach 3 xvde "$T/b.img" --format raw --wait 5
 ok "a good disk next to refused ones works" xs_is "$(be_path 3 51776)/state" 2
+# a dirty (lazy-refcount) qcow2 attached writable: refused, saying why
+qemu-img create -q -f qcow2 "$T/dirty.qcow2" 8M
+printf '\001' | dd of="$T/dirty.qcow2" bs=1 seek=79 conv=notrunc status=none
+"$VBDCTL" --sim "$SIM" attach 3 xvdf "$T/dirty.qcow2" --format qcow2
+ok "dirty qcow2, writable: refused" wait_xs 5 "$(be_path 3 51792)/state" 6
+like "$(xenstore-read "$(be_path 3 51792)/error")" "dirty.*repair it.*mode r" \
+    "error says the image is dirty and what to do"
 
 # backend/vbd (xl disks with backendtype=phy): params without a format
 # key is raw; FORMAT:PATH is understood.
