@@ -59,7 +59,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 endif
 ifeq ($(SANITIZE),fuzz)
 SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
-             -fno-sanitize-recover=undefined -Wno-error
+             -fno-sanitize-recover=undefined
 endif
 
 LAYERS := util formats blkback fusefs
