@@ -23,6 +23,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "shim.h" /* REAL(); open() and openat() call note_open() */
+
 #define MAX_FD 4096
 static unsigned char watched[MAX_FD];
 
@@ -66,42 +68,6 @@ static int fault(int fd, enum kind k)
 	}
 	return e;
 }
-
-#define REAL(name, ret, ...) \
-	static ret (*real_##name)(__VA_ARGS__); \
-	if (!real_##name) real_##name = dlsym(RTLD_NEXT, #name)
-
-int open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	REAL(open, int, const char *, int, ...);
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	int fd = real_open(path, flags, mode);
-	note_open(fd, path);
-	return fd;
-}
-int open64(const char *path, int flags, ...) __attribute__((alias("open")));
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	REAL(openat, int, int, const char *, int, ...);
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	int fd = real_openat(dirfd, path, flags, mode);
-	note_open(fd, path);
-	return fd;
-}
-int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 #define FAIL_IF(fd, kind) do { int e_ = fault(fd, kind); if (e_) { errno = e_; return -1; } } while (0)
 

@@ -24,6 +24,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "shim.h" /* REAL(); open() and openat() call note_open() */
+
 #define MAX_FD 4096
 static signed char watched[MAX_FD];   /* 0 no, 1 image, 2 marker */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -33,10 +35,6 @@ struct rec {
 	uint32_t type, file;
 	uint64_t off, len;
 };
-
-#define REAL(name, ret, ...) \
-	static ret (*real_##name)(__VA_ARGS__); \
-	if (!real_##name) real_##name = dlsym(RTLD_NEXT, #name)
 
 static void note_open(int fd, const char *path)
 {
@@ -81,38 +79,6 @@ static void log_rec(int fd, uint32_t type, uint64_t off, const struct iovec *iov
 		put(iov[i].iov_base, iov[i].iov_len);
 	pthread_mutex_unlock(&lock);
 }
-
-int open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	REAL(open, int, const char *, int, ...);
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	int fd = real_open(path, flags, mode);
-	note_open(fd, path);
-	return fd;
-}
-int open64(const char *path, int flags, ...) __attribute__((alias("open")));
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	REAL(openat, int, int, const char *, int, ...);
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	int fd = real_openat(dirfd, path, flags, mode);
-	note_open(fd, path);
-	return fd;
-}
-int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
