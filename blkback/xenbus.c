@@ -488,8 +488,8 @@ static int dev_setup(struct xb_dev *d)
 	if (!d->readonly && !(d->caps & IMG_CAN_WRITE)) {
 		img_get_info(img, &info);
 		if (info.corrupt || info.dirty)
-			dev_error(d, "%s is %s: repair it (qemu-img check -r all) or attach it "
-				  "with mode r", d->path,
+			dev_error(d, "%s is %s: repair it (vbd-img check -r all -f qcow2) or "
+				  "attach it with mode r", d->path,
 				  info.corrupt ? "marked corrupt" : "dirty (lazy refcounts)");
 		else
 			dev_error(d, "%s images are read-only in vbdfs; attach %s with mode r",

@@ -50,7 +50,7 @@ struct img_driver {
 	int (*write_zeroes)(struct img *img, uint64_t off, uint64_t len);   /* optional */
 	int (*block_status)(struct img *img, uint64_t off, uint64_t len,
 			    struct img_extent *ext);
-	int (*check)(struct img *img, bool fix_leaks, struct img_check_result *res); /* optional */
+	int (*check)(struct img *img, unsigned fix, struct img_check_result *res); /* optional */
 	/* Fill the format-specific fields of info (image.c did the rest). */
 	void (*info)(struct img *img, struct img_info *info);               /* optional */
 	/* Grow to size (> img->size) durably; image.c then publishes the new

@@ -475,14 +475,14 @@ void img_get_info(struct img *img, struct img_info *info)
 		img->drv->info(img, info);
 }
 
-int img_check(struct img *img, bool fix_leaks, struct img_check_result *res)
+int img_check(struct img *img, unsigned fix, struct img_check_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (!img->drv->check)
 		return 0;
-	if (fix_leaks && img->readonly)
+	if (fix && img->readonly)
 		return -EROFS;
-	return img->drv->check(img, fix_leaks, res);
+	return img->drv->check(img, fix, res);
 }
 
 /* ---- helpers for drivers ---- */

@@ -31,6 +31,8 @@ struct img;
 #define IMG_RDONLY   0x1  /* open read-only */
 #define IMG_DIRECT   0x2  /* O_DIRECT on the data file(s) where possible */
 #define IMG_NOBACKING 0x4 /* do not open backing files (info/check on one layer) */
+#define IMG_REPAIR   0x8  /* qcow2: open a dirty or corrupt-marked image writable,
+			   * for img_check(IMG_FIX_ERRORS) only */
 
 /* Capabilities a driver reports; the backend advertises exactly these. */
 #define IMG_CAN_WRITE        0x01
@@ -116,12 +118,19 @@ struct img_check_result {
 	uint64_t corruptions;
 	uint64_t leaks;
 	uint64_t leaks_fixed;
+	uint64_t corruptions_fixed;
 	uint64_t check_errors;   /* internal/IO errors during the check */
 	uint64_t allocated_clusters;
 	uint64_t total_clusters;
 };
-/* Validate metadata (qcow2: refcounts vs references).  fix_leaks frees
- * leaked clusters.  raw: always clean.  Problems are logged one per line. */
-int img_check(struct img *img, bool fix_leaks, struct img_check_result *res);
+/* What img_check may repair (img_check(img, 0, ...) only looks). */
+#define IMG_FIX_LEAKS  0x1 /* free leaked clusters (refcount above references) */
+#define IMG_FIX_ERRORS 0x2 /* qcow2: rebuild the refcounts from the references
+			    * (refcounts too low, stale after a crash with
+			    * lazy refcounts) and clear the dirty and corrupt
+			    * bits; only if every other structure is sound */
+/* Validate metadata (qcow2: refcounts vs references), repairing what fix
+ * says.  raw: always clean.  Problems are logged one per line. */
+int img_check(struct img *img, unsigned fix, struct img_check_result *res);
 
 #endif

@@ -13,13 +13,18 @@
 
 static void check_help(void)
 {
-	printf("Usage: %s check [--json] [-r leaks] [-f FMT] FILE\n\n"
+	printf("Usage: %s check [--json] [-r leaks|all] [-f FMT] FILE\n\n"
 	       "Check the image's metadata: every reference count must match the\n"
 	       "references to its cluster (qcow2).  raw and qcow images have no\n"
 	       "such metadata and are always clean.\n\n"
 	       "  -f FMT         raw, qcow2 or qcow; probed if absent (not with -r)\n"
 	       "  -r leaks       free leaked clusters (opens the image read-write;\n"
 	       "                 needs -f); corruptions are only reported\n"
+	       "  -r all         also repair refcounts that are too low, as a crash\n"
+	       "                 with lazy refcounts leaves them (qcow2: the refcount\n"
+	       "                 structure is rebuilt from the references), and clear\n"
+	       "                 the dirty and corrupt bits; other corruptions are\n"
+	       "                 reported and nothing is written\n"
 	       "  --json         one JSON object, fields as qemu-img check --output=json\n"
 	       "  -h, --help     this help\n\n"
 	       "Exit status (as qemu-img check): 0 no problems, 1 the check could not\n"
@@ -27,12 +32,13 @@ static void check_help(void)
 	       "clusters found (wasted space, no harm to data).\n", TOOL_NAME);
 }
 
-static void print_human(const struct img_check_result *res, uint64_t fixed)
+static void print_human(const struct img_check_result *res, const struct img_check_result *fixed)
 {
-	if (fixed)
+	if (fixed->leaks_fixed || fixed->corruptions_fixed)
 		printf("The following inconsistencies were found and repaired:\n\n"
-		       "    %" PRIu64 " leaked clusters\n    0 corruptions\n\n"
-		       "Double checking the fixed image now...\n", fixed);
+		       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+		       "Double checking the fixed image now...\n", fixed->leaks_fixed,
+		       fixed->corruptions_fixed);
 	if (res->corruptions)
 		printf("\n%" PRIu64 " errors were found on the image.\n"
 		       "Data may be corrupted, or further writes to the image may corrupt it.\n",
@@ -52,7 +58,7 @@ static void print_human(const struct img_check_result *res, uint64_t fixed)
 }
 
 static void print_json(const char *path, const char *format,
-		       const struct img_check_result *res, uint64_t fixed)
+		       const struct img_check_result *res, const struct img_check_result *fixed)
 {
 	printf("{\n    \"filename\": ");
 	json_string(stdout, path);
@@ -61,7 +67,8 @@ static void print_json(const char *path, const char *format,
 	printf(",\n    \"check-errors\": %" PRIu64, res->check_errors);
 	printf(",\n    \"corruptions\": %" PRIu64, res->corruptions);
 	printf(",\n    \"leaks\": %" PRIu64, res->leaks);
-	printf(",\n    \"leaks-fixed\": %" PRIu64, fixed);
+	printf(",\n    \"leaks-fixed\": %" PRIu64, fixed->leaks_fixed);
+	printf(",\n    \"corruptions-fixed\": %" PRIu64, fixed->corruptions_fixed);
 	printf(",\n    \"allocated-clusters\": %" PRIu64, res->allocated_clusters);
 	printf(",\n    \"total-clusters\": %" PRIu64 "\n}\n", res->total_clusters);
 }
@@ -75,7 +82,8 @@ int cmd_check(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL;
-	bool json = false, fix = false;
+	bool json = false;
+	unsigned fix = 0;
 	int c, r;
 
 	optind = 0;
@@ -83,10 +91,12 @@ int cmd_check(int argc, char **argv)
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'r':
-			if (strcmp(optarg, "leaks"))
-				return usage_err("check", "-r supports only 'leaks' (corruptions "
-						 "are reported, not repaired)");
-			fix = true;
+			if (!strcmp(optarg, "leaks"))
+				fix = IMG_FIX_LEAKS;
+			else if (!strcmp(optarg, "all"))
+				fix = IMG_FIX_LEAKS | IMG_FIX_ERRORS;
+			else
+				return usage_err("check", "-r takes 'leaks' or 'all'");
 			break;
 		case 'j': json = true; break;
 		case 'O':
@@ -101,26 +111,25 @@ int cmd_check(int argc, char **argv)
 	if ((r = check_file_operand("check", argc, fmt)))
 		return r;
 	if (fix && !fmt)
-		return usage_err("check", "-r leaks writes to the image: give its format "
+		return usage_err("check", "-r writes to the image: give its format "
 				 "with -f (formats are never guessed for writing)");
 
 	const char *path = argv[optind];
 	struct img *img;
-	unsigned flags = IMG_NOBACKING | (fix ? 0 : IMG_RDONLY);
+	unsigned flags = IMG_NOBACKING | (!fix ? IMG_RDONLY : 0) |
+			 ((fix & IMG_FIX_ERRORS) ? IMG_REPAIR : 0);
 	if (tool_open(path, fmt, flags, &img) < 0)
 		return CHECK_ERROR;
 
 	struct img_info in;
-	struct img_check_result res;
-	uint64_t fixed = 0;
+	struct img_check_result res, fixed = { 0 };
 	img_get_info(img, &in);
 	memset(&res, 0, sizeof(res));
 	r = img_check(img, fix, &res);
-	if (r == 0 && fix && res.leaks_fixed) {
+	if (r == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
 		/* report the state after the repair, as qemu-img does */
-		fixed = res.leaks_fixed;
-		memset(&res, 0, sizeof(res));
-		r = img_check(img, false, &res);
+		fixed = res;
+		r = img_check(img, 0, &res);
 	}
 	if (r < 0) {
 		tool_err("%s: the check could not be completed: %s", path, strerror(-r));
@@ -128,9 +137,9 @@ int cmd_check(int argc, char **argv)
 		return CHECK_ERROR;
 	}
 	if (json)
-		print_json(path, in.format, &res, fixed);
+		print_json(path, in.format, &res, &fixed);
 	else
-		print_human(&res, fixed);
+		print_human(&res, &fixed);
 	img_close(img);
 	if (res.check_errors)
 		return CHECK_ERROR;

@@ -420,10 +420,13 @@ static int qcow2_open2(struct img *img, struct qcow2 *q, char *err, size_t errle
 
 	/* what we may write */
 	if (!img->readonly) {
-		const char *why = q->corrupt_bit ? "marked corrupt (repair with qemu-img check -r)" :
-				  q->dirty_bit ? "dirty (refcounts may be stale; repair first)" :
+		const char *why = q->corrupt_bit ? "marked corrupt (repair: vbd-img check -r all)" :
+				  q->dirty_bit ? "dirty (refcounts may be stale; repair: vbd-img "
+						 "check -r all)" :
 						 NULL;
-		if (why) {
+		if (why && (img->flags & IMG_REPAIR)) {
+			log_info("%s: image %s: opened for repair", img->path, why);
+		} else if (why) {
 			log_warn("%s: image %s: opening read-only", img->path, why);
 			img->readonly = true;
 		}

@@ -9,8 +9,12 @@
  * cluster could be handed out twice), above is a leak (wasted space).
  * Entries with reserved bits, misaligned offsets, references past the end
  * of the file and wrong COPIED flags in the active tables are corruptions.
- * One log line per problem (capped).  With fix_leaks, refcounts above the
- * references are lowered to match.
+ * One log line per problem (capped).  With IMG_FIX_LEAKS, refcounts above
+ * the references are lowered to match.  With IMG_FIX_ERRORS, when every
+ * corruption found is a refcount one (too low, or a COPIED flag that
+ * disagrees with a stale refcount) the whole refcount structure is rebuilt
+ * from the counted references (qcow2_repair.c); other corruptions are
+ * reported and nothing is written.
  *
  * Memory: one 16-bit counter per host cluster, refused beyond
  * CHECK_MAX_CLUSTERS clusters.
@@ -35,6 +39,7 @@ struct ck {
 	uint16_t *refs;
 	uint64_t nclusters;
 	unsigned lines;
+	uint64_t refcount_errors;  /* the corruptions a rebuild repairs */
 };
 
 static void problem(struct ck *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -91,6 +96,7 @@ static void check_copied(struct ck *k, uint64_t off, bool copied, const char *wh
 		problem(k, "ERROR OFLAG_COPIED %s: offset=0x%" PRIx64 " refcount=%" PRIu64, what, off,
 			rc);
 		k->res->corruptions++;
+		k->refcount_errors++;
 	}
 }
 
@@ -303,6 +309,7 @@ static void compare(struct ck *k, bool fix)
 			problem(k, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
 				c, rc, ref);
 			k->res->corruptions++;
+			k->refcount_errors++;
 			continue;
 		}
 		problem(k, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
@@ -330,7 +337,31 @@ static void compare(struct ck *k, bool fix)
 	}
 }
 
-int qcow2_check(struct img *img, bool fix_leaks, struct img_check_result *res)
+/* IMG_FIX_ERRORS: rebuild the refcounts if that repairs every problem
+ * found (or just clear the dirty/corrupt bits if nothing was wrong). */
+static int repair(struct ck *k)
+{
+	struct qcow2 *q = k->q;
+	struct img_check_result *res = k->res;
+	int r;
+
+	if (res->check_errors || res->corruptions > k->refcount_errors) {
+		problem(k, "cannot repair: %" PRIu64 " corruptions are not refcount errors%s",
+			res->corruptions - k->refcount_errors,
+			res->check_errors ? " (or the check itself failed)" : "");
+		return 0;
+	}
+	if (!res->corruptions && !res->leaks)
+		return q2_clear_repair_bits(q);
+	r = q2_rebuild_refcounts(q, k->refs, k->nclusters);
+	if (r == 0) {
+		res->corruptions_fixed = res->corruptions;
+		res->leaks_fixed = res->leaks;
+	}
+	return r;
+}
+
+int qcow2_check(struct img *img, unsigned fix, struct img_check_result *res)
 {
 	struct qcow2 *q = img->priv;
 	struct ck k = { .q = q, .res = res };
@@ -364,7 +395,12 @@ int qcow2_check(struct img *img, bool fix_leaks, struct img_check_result *res)
 		walk_snapshots(&k);
 	if (q->nb_bitmaps && (q->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
 		walk_bitmaps(&k);
-	compare(&k, fix_leaks && !img->readonly);
+	if ((fix & IMG_FIX_ERRORS) && !img->readonly) {
+		compare(&k, false);
+		r = repair(&k);
+		goto out;
+	}
+	compare(&k, (fix & IMG_FIX_LEAKS) && !img->readonly);
 	if (res->leaks_fixed && q2_refcounts_durable(q) < 0)
 		res->check_errors++;
 out:

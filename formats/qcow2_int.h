@@ -157,7 +157,15 @@ int q2_refcounts_durable(struct qcow2 *q);
 bool q2_is_fixed_meta(const struct qcow2 *q, uint64_t cluster);
 
 /* qcow2_check.c */
-int qcow2_check(struct img *img, bool fix_leaks, struct img_check_result *res);
+int qcow2_check(struct img *img, unsigned fix, struct img_check_result *res);
+/* qcow2_repair.c: write a new refcount table and blocks holding refs[c]
+ * for every cluster c < nclusters (refs: every reference qcow2_check
+ * counted, the current refcount table and blocks included; their counts
+ * are taken off, as the new structure replaces them), switch the header
+ * to them and clear the dirty and corrupt bits.  Needs q->lock. */
+int q2_rebuild_refcounts(struct qcow2 *q, uint16_t *refs, uint64_t nclusters);
+/* Clear the dirty and corrupt bits (the refcounts were found right). */
+int q2_clear_repair_bits(struct qcow2 *q);
 
 /* qcow2.c, for the above */
 /* img_flush with q->lock held (waits on q->cond, releasing it). */

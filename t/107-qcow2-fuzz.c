@@ -65,7 +65,7 @@ static void exercise(const char *path)
 	for (uint64_t off = 0, i = 0; off < size && i < 10000; off += e.length, i++)
 		if (img_block_status(img, off, size - off, &e) < 0)
 			break;
-	(void)img_check(img, false, &res);
+	(void)img_check(img, 0, &res);
 	for (int i = 0; i < 8 && size; i++) {
 		uint64_t off = rnd() % size, len = 1 + rnd() % 70000;
 		if (len > size - off)
@@ -76,7 +76,7 @@ static void exercise(const char *path)
 		(void)img_write_zeroes(img, off, len / 2 + 1 > size - off ? 1 : len / 2 + 1);
 	}
 	(void)img_flush(img);
-	(void)img_check(img, true, &res);
+	(void)img_check(img, IMG_FIX_LEAKS, &res);
 	img_close(img);
 }
 

@@ -85,7 +85,7 @@ qemu-img create -q -f qcow2 "$T/dirty.qcow2" 8M
 printf '\001' | dd of="$T/dirty.qcow2" bs=1 seek=79 conv=notrunc status=none
 "$VBDCTL" --sim "$SIM" attach 3 xvdf "$T/dirty.qcow2" --format qcow2
 ok "dirty qcow2, writable: refused" wait_xs 5 "$(be_path 3 51792)/state" 6
-like "$(xenstore-read "$(be_path 3 51792)/error")" "dirty.*repair it.*mode r" \
+like "$(xenstore-read "$(be_path 3 51792)/error")" "dirty.*vbd-img check -r all.*mode r" \
     "error says the image is dirty and what to do"
 
 # backend/vbd (xl disks with backendtype=phy): params without a format

@@ -37,7 +37,7 @@ static void exercise(struct img *img)
 			len = (size_t)(size - at[i]);
 		img_pread(img, buf, len, at[i]);
 	}
-	img_check(img, false, &res);
+	img_check(img, 0, &res);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
