@@ -1,6 +1,9 @@
 /*
  * Fuzz target: open arbitrary bytes as an image (probed, and forced as each
- * format), read all over it, describe it, check it.  Backing files are not
+ * format), read all over it, describe it, check it; then, as qcow2 opened
+ * for repair, let `vbd-img check -r all` rebuild its refcounts and check
+ * the result (after a rebuild the refcounts equal the references, so no
+ * leak may remain).  Backing files are not
  * followed (IMG_NOBACKING), so an input cannot make the target read host
  * files.  Any outcome is fine except a crash, a hang or a leak.
  */
@@ -40,6 +43,22 @@ static void exercise(struct img *img)
 	img_check(img, 0, &res);
 }
 
+/* img_check(IMG_FIX_LEAKS | IMG_FIX_ERRORS) on the writable memfd. */
+static void repair(const char *path)
+{
+	struct img *img = NULL;
+	struct img_check_result fixed, after;
+	char err[256];
+
+	if (img_open(path, "qcow2", IMG_REPAIR | IMG_NOBACKING, &img, err, sizeof(err)) < 0)
+		return;
+	if (img_check(img, IMG_FIX_LEAKS | IMG_FIX_ERRORS, &fixed) == 0 &&
+	    fixed.corruptions_fixed && img_check(img, 0, &after) == 0 && !after.check_errors &&
+	    after.leaks)
+		__builtin_trap(); /* a rebuild left refcounts above the references */
+	img_close(img);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const fmts[] = { NULL, "qcow2", "qcow", "raw" };
@@ -63,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			img_close(img);
 		}
 	}
+	repair(path);
 	close(fd);
 	return 0;
 }
