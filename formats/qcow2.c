@@ -1532,15 +1532,11 @@ static int qcow2_resize(struct img *img, uint64_t size)
 	pthread_mutex_lock(&q->lock);
 	if (need > q->l1_size) {
 		uint64_t bytes = need * 8, n = (bytes + q->cluster_size - 1) >> q->cluster_bits;
-		uint64_t noff, got, *nl1 = calloc(need, 8);
+		uint64_t noff, *nl1 = calloc(need, 8);
 		uint8_t *buf = calloc(1, n << q->cluster_bits);
 		r = nl1 && buf ? q2_flush_locked(q) : -ENOMEM;
 		if (r == 0)
-			r = q2_alloc_clusters(q, n, &noff, &got);
-		if (r == 0 && got < n) {
-			q2_free_now(q, noff, got);
-			r = -ENOSPC;   /* no contiguous run (cannot happen at the end) */
-		}
+			r = q2_alloc_contiguous(q, n, &noff);
 		if (r == 0) {
 			memcpy(nl1, q->l1, (size_t)q->l1_size * 8);
 			for (uint64_t i = 0; i < need; i++)

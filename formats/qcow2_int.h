@@ -145,6 +145,9 @@ int q2_refcount_set(struct qcow2 *q, uint64_t cluster, uint64_t val);
 /* Allocate up to n contiguous free clusters (refcount 1 each): *got >= 1
  * clusters at byte offset *host. */
 int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got);
+/* Allocate exactly n contiguous free clusters (a table), skipping shorter
+ * holes: a discard may have left one before the end of the file. */
+int q2_alloc_contiguous(struct qcow2 *q, uint64_t n, uint64_t *host);
 /* Undo q2_alloc_clusters for clusters never referenced (error paths). */
 void q2_free_now(struct qcow2 *q, uint64_t host, uint64_t n);
 /* Queue the release of the reference an L2 entry held (any kind). */

@@ -245,13 +245,15 @@ static int ensure_refblock(struct qcow2 *q, uint64_t cluster)
 	return 1;
 }
 
-/* The first run of free clusters at or after the hint, up to n long. */
-static int find_free_run(struct qcow2 *q, uint64_t n, uint64_t *start, uint64_t *len)
+/* The first run of free clusters at or after cluster from, up to n long;
+ * with whole, exactly n long (shorter holes are skipped). */
+static int find_free_run(struct qcow2 *q, uint64_t from, uint64_t n, bool whole,
+			 uint64_t *start, uint64_t *len)
 {
-	uint64_t end = end_cluster(q), run = 0, rs = q->free_hint, v;
+	uint64_t end = end_cluster(q), run = 0, rs = from, v;
 	int r;
 
-	for (uint64_t c = q->free_hint;; c++) {
+	for (uint64_t c = from;; c++) {
 		if (c >= end) {
 			/* past the end of the file, clusters without a refcount
 			 * block are free (a hostile or leaky image may count
@@ -270,11 +272,12 @@ static int find_free_run(struct qcow2 *q, uint64_t n, uint64_t *start, uint64_t 
 				return r;
 		}
 		if (v != 0) {
-			if (run) {
+			if (run && !whole) {
 				*start = rs;
 				*len = run;
 				return 0;
 			}
+			run = 0;
 			continue;
 		}
 		if (run == 0)
@@ -287,16 +290,17 @@ static int find_free_run(struct qcow2 *q, uint64_t n, uint64_t *start, uint64_t 
 	}
 }
 
-int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got)
+static int alloc_run(struct qcow2 *q, uint64_t n, bool whole, uint64_t *host, uint64_t *got)
 {
-	uint64_t start, len, v;
+	uint64_t from, start, len, v;
 	int r;
 
 	if (q->free_hint == 0)
 		q->free_hint = 1;
+	from = q->free_hint;
 	for (int attempt = 0; attempt < 4096; attempt++) {
 		bool again = false;
-		r = find_free_run(q, n, &start, &len);
+		r = find_free_run(q, from, n, whole, &start, &len);
 		if (r < 0)
 			return r;
 		if (start + len > (QCOW2_MAX_HOST_OFFSET >> q->cluster_bits))
@@ -308,15 +312,18 @@ int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got
 			again = r > 0;
 		}
 		/* a hostile image may count clusters past its end: re-check,
-		 * and keep the free prefix of the run */
+		 * and keep the free prefix of the run (or, for a whole run,
+		 * look again after the cluster in use) */
 		for (uint64_t i = 0; i < len && !again; i++) {
 			r = q2_refcount_get(q, start + i, &v);
 			if (r < 0)
 				return r;
 			if (v == 0)
 				continue;
-			if (i == 0) {
-				q->free_hint = start + 1;
+			if (i == 0 || whole) {
+				from = start + i + 1;
+				if (!whole)
+					q->free_hint = from;
 				again = true;
 			} else {
 				len = i;
@@ -329,7 +336,9 @@ int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got
 			if (r < 0)
 				return r;
 		}
-		q->free_hint = start + len;
+		/* a whole run may lie past free holes: the hint stays on them */
+		if (!whole || start == q->free_hint)
+			q->free_hint = start + len;
 		extend_file_end(q, start + len);
 		*host = start << q->cluster_bits;
 		*got = len;
@@ -337,6 +346,18 @@ int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got
 	}
 	img_log_bad(q->img, "cannot find free clusters (refcount metadata inconsistent?)");
 	return -EIO;
+}
+
+int q2_alloc_clusters(struct qcow2 *q, uint64_t n, uint64_t *host, uint64_t *got)
+{
+	return alloc_run(q, n, false, host, got);
+}
+
+int q2_alloc_contiguous(struct qcow2 *q, uint64_t n, uint64_t *host)
+{
+	uint64_t got;
+
+	return alloc_run(q, n, true, host, &got);
 }
 
 void q2_free_now(struct qcow2 *q, uint64_t host, uint64_t n)
