@@ -3,8 +3,9 @@
  * image made in-process by vbdfs' own creator (cluster size, version,
  * refcount width, an optional raw backing file, virtual size), then a
  * sequence of operations: writes (plain and vectored), write-zeroes,
- * discards, flushes, resizes, reopens, checks, reads, and "corrupt" (close,
- * patch bytes of the file, reopen).  Everything lives in memfds.
+ * discards, flushes, resizes, reopens, checks, reads, allocation maps
+ * (img_block_status), and "corrupt" (close, patch bytes of the file,
+ * reopen).  Everything lives in memfds.
  *
  * While the image is one vbdfs made and wrote (no corrupt op yet), a shadow
  * copy of the disk in memory says what every byte must read as: what was
@@ -269,6 +270,29 @@ static void op_resize(struct st *s, struct in *in)
 	}
 }
 
+/* Walk the allocation map over a range: extents tile it, and what the map
+ * calls zero or unallocated reads as zeros. */
+static void op_map(struct st *s, struct in *in)
+{
+	uint64_t off, len;
+
+	if (!range(s, in, &off, &len))
+		return;
+	for (int i = 0; i < 64 && len > 0; i++) {
+		struct img_extent e;
+		int r = img_block_status(s->img, off, len, &e);
+		must(s, r);
+		if (r < 0 || s->hostile)
+			return;
+		check(e.offset == off && e.length > 0 && e.length <= len);
+		if (e.type != IMG_EXT_DATA)
+			for (uint64_t x = off; x < off + e.length; x++)
+				check(s->shadow[x] == 0);
+		off += e.length;
+		len -= e.length;
+	}
+}
+
 /* Close, overwrite a few bytes of the file, reopen: the image is hostile
  * from now on.  Offsets favour the first clusters, where the metadata is. */
 static bool op_corrupt(struct st *s, struct in *in)
@@ -302,7 +326,7 @@ static bool run_op(struct st *s, struct in *in)
 	unsigned opc = (unsigned)take(in, 1);
 	uint64_t off, len;
 
-	switch (opc % 11) {
+	switch (opc % 12) {
 	case 0: case 1:
 		op_write(s, in, false);
 		break;
@@ -337,6 +361,9 @@ static bool run_op(struct st *s, struct in *in)
 	case 10:
 		if (!op_corrupt(s, in))
 			return false;
+		break;
+	case 11:
+		op_map(s, in);
 		break;
 	}
 	if (s->check_each && !s->hostile)
