@@ -15,8 +15,10 @@
  * How (engine.c lifecycle, queue.c threads, io.c image I/O, request.c the
  * validation rules, ring.c the ring indexes, pgrant.c persistent grants):
  *  - per queue one consumer thread (intake, validation, barriers) and
- *    2-4 worker threads (one per CPU) running the image I/O; completions
- *    are published in batches, notifying only when the frontend asked;
+ *    2-4 worker threads (one per CPU) running the image I/O; small reads
+ *    found in the page cache the consumer serves itself (no hand-off);
+ *    completions are published in batches, notifying only when the
+ *    frontend asked;
  *  - a request pool of 32 x ring pages per queue, allocated at start with
  *    its bounce buffers (address space reserved for max-size requests,
  *    backed by memory as requests actually use it): nothing is allocated

@@ -309,6 +309,44 @@ static int16_t do_read(struct eng_queue *q, struct blkreq *rq)
 	return BLKIF_RSP_OKAY;
 }
 
+/*
+ * A small READ whose data is all in the page cache, served on the intake
+ * thread: no hand-off to a worker, no wake-up (io_uring does the same).
+ * img_preadv_nowait() says -EAGAIN when anything would wait for the disk;
+ * then nothing was answered and the request goes to the workers as usual.
+ */
+bool io_read_cached(struct eng_queue *q, struct blkreq *rq, int16_t *status)
+{
+	bool read = req_data_op(&rq->wire) == BLKIF_OP_READ; /* READ or INDIRECT READ */
+	size_t len = rq->sectors * SECTOR;
+	int n;
+
+	if (!read || !rq->nseg || len > ENGINE_INLINE_MAX)
+		return false;
+	if (!rq->held) {
+		/* grant-copy mode: len <= COPY_CHUNK, one piece */
+		struct iovec iov = { rq->buf, len };
+
+		if (img_preadv_nowait(q->e->p.img, &iov, 1, rq->wire.sector_number * SECTOR) < 0)
+			return false;
+		*status = BLKIF_RSP_OKAY;
+		if (copy_chunk(q, rq, 0, rq->nseg, true) < 0) {
+			io_error(q, rq, "grant copy to guest", -EFAULT);
+			*status = BLKIF_RSP_ERROR;
+		}
+		return true;
+	}
+	n = build_iov(rq);
+	if (!n || img_preadv_nowait(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR) < 0)
+		return false;
+	*status = BLKIF_RSP_OKAY;
+	if (move_data(q, rq, true, true) < 0) {
+		io_error(q, rq, "grant copy to guest", -EFAULT);
+		*status = BLKIF_RSP_ERROR;
+	}
+	return true;
+}
+
 static int16_t do_write(struct eng_queue *q, struct blkreq *rq)
 {
 	size_t len = rq->sectors * SECTOR;

@@ -45,6 +45,10 @@ struct img_driver {
 		      uint64_t off, uint64_t len);
 	int (*pwritev)(struct img *img, const struct iovec *iov, int iovcnt,
 		       uint64_t off, uint64_t len);
+	/* Read only if no disk I/O is needed, else -EAGAIN (img_preadv_nowait).
+	 * Optional: without it img_preadv_nowait is always -EAGAIN. */
+	int (*preadv_nowait)(struct img *img, const struct iovec *iov, int iovcnt,
+			     uint64_t off, uint64_t len);
 	int (*flush)(struct img *img);
 	int (*discard)(struct img *img, uint64_t off, uint64_t len);        /* optional */
 	int (*write_zeroes)(struct img *img, uint64_t off, uint64_t len);   /* optional */

@@ -378,6 +378,16 @@ int img_preadv(struct img *img, const struct iovec *iov, int iovcnt, uint64_t of
 	return img->drv->preadv(img, iov, iovcnt, off, len);
 }
 
+int img_preadv_nowait(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	uint64_t len;
+
+	if (!img->drv->preadv_nowait || check_iov(iov, iovcnt, &len) < 0 ||
+	    check_range(img, off, len) < 0 || len == 0)
+		return -EAGAIN; /* img_preadv will say what is wrong */
+	return img->drv->preadv_nowait(img, iov, iovcnt, off, len);
+}
+
 int img_pwritev(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	uint64_t len;

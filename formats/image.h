@@ -63,6 +63,13 @@ unsigned img_caps(const struct img *img);      /* IMG_CAN_* */
 int img_preadv(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off);
 int img_pwritev(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off);
 int img_pread(struct img *img, void *buf, size_t len, uint64_t off);
+/* img_preadv, but only if it completes without waiting for the disk (the
+ * data is in the page cache, preadv2 RWF_NOWAIT): -EAGAIN otherwise, and
+ * always for formats or requests that cannot tell (only raw without
+ * O_DIRECT can).  Any failure is -EAGAIN: the caller retries with
+ * img_preadv, which reports real errors.  For serving cached reads inline
+ * and handing the rest to I/O threads, as io_uring does. */
+int img_preadv_nowait(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off);
 int img_pwrite(struct img *img, const void *buf, size_t len, uint64_t off);
 
 /* Online resize: grow the virtual disk to new_size bytes (never shrinks;

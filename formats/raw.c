@@ -9,6 +9,9 @@
  * IMG_DIRECT: a second descriptor opened with O_DIRECT serves requests whose
  * offset, length and buffers are all 4 KiB aligned; anything else goes
  * through the ordinary descriptor (Linux keeps the two coherent).
+ *
+ * preadv_nowait (img_preadv_nowait): preadv2 with RWF_NOWAIT, so the
+ * request engine can serve page-cache hits on its intake thread.
  */
 #include "formats/driver.h"
 
@@ -97,6 +100,21 @@ static int raw_preadv(struct img *img, const struct iovec *iov, int iovcnt, uint
 		      uint64_t len)
 {
 	return full_preadv(raw_fd_for(img, iov, iovcnt, off, len), iov, iovcnt, off);
+}
+
+/* One preadv2(RWF_NOWAIT): all of it from the page cache, or -EAGAIN.  A
+ * short read (partly cached, or past the end of the file, which
+ * full_preadv zero-fills) is -EAGAIN too: the caller then reads it all
+ * again the ordinary way.  The O_DIRECT descriptor never says "cached". */
+static int raw_preadv_nowait(struct img *img, const struct iovec *iov, int iovcnt,
+			     uint64_t off, uint64_t len)
+{
+	ssize_t n;
+
+	if (raw_fd_for(img, iov, iovcnt, off, len) != img->fd)
+		return -EAGAIN;
+	n = preadv2(img->fd, iov, iovcnt, (off_t)off, RWF_NOWAIT);
+	return n >= 0 && (uint64_t)n == len ? 0 : -EAGAIN;
 }
 
 static int raw_pwritev(struct img *img, const struct iovec *iov, int iovcnt, uint64_t off,
@@ -221,6 +239,7 @@ const struct img_driver raw_driver = {
 	.open = raw_open,
 	.close = raw_close,
 	.preadv = raw_preadv,
+	.preadv_nowait = raw_preadv_nowait,
 	.pwritev = raw_pwritev,
 	.flush = raw_flush,
 	.discard = raw_discard,
