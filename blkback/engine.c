@@ -257,7 +257,10 @@ static void engine_free(struct engine *e)
 	free(e);
 }
 
-struct engine *engine_start(const struct engine_params *p, char *err, size_t errlen)
+/* The engine and its queues, ready to serve, with no thread started yet
+ * (sync: none ever will, see engine_start_sync). */
+static struct engine *engine_new(const struct engine_params *p, bool sync, char *err,
+				 size_t errlen)
 {
 	struct engine *e;
 
@@ -282,6 +285,8 @@ struct engine *engine_start(const struct engine_params *p, char *err, size_t err
 	 * data; fewer than two would serialize behind one slow request. */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	e->workers = cpus < 2 ? 2 : cpus > ENGINE_WORKERS ? ENGINE_WORKERS : (unsigned)cpus;
+	if (sync)
+		e->workers = 0;
 	ratelimit_init(&e->rl, 10, 5);
 	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->stop_fd < 0) {
@@ -295,6 +300,20 @@ struct engine *engine_start(const struct engine_params *p, char *err, size_t err
 			return NULL;
 		}
 	}
+	return e;
+}
+
+struct engine *engine_start_sync(const struct engine_params *p, char *err, size_t errlen)
+{
+	return engine_new(p, true, err, errlen);
+}
+
+struct engine *engine_start(const struct engine_params *p, char *err, size_t errlen)
+{
+	struct engine *e = engine_new(p, false, err, errlen);
+
+	if (!e)
+		return NULL;
 	for (unsigned i = 0; i < p->nr_queues; i++) {
 		if (queue_start_threads(&e->q[i], err, errlen) < 0) {
 			stop_threads(e);

@@ -120,14 +120,35 @@ struct engine {
 	atomic_bool broken;
 	int stop_fd;                  /* eventfd, readable once stopping */
 	unsigned max_segs;            /* per request: max(11, indirect) */
-	unsigned workers;             /* per queue: online CPUs, 2..ENGINE_WORKERS */
+	unsigned workers;             /* per queue: online CPUs, 2..ENGINE_WORKERS;
+				       * 0: a synchronous engine (engine_start_sync) */
 	struct ratelimit rl;          /* guest-triggered messages */
 	struct eng_queue q[ENGINE_MAX_QUEUES];
 };
 
+/* engine.c: engine_start() without any thread.  Its queues are served
+ * only by queue_serve_once() on the caller's thread, every request run to
+ * completion before the next is taken.  The fuzz target
+ * t/fuzz/fuzz_blkif_req.c drives the production intake, validation, I/O
+ * and completion code deterministically this way.  engine_stop() ends it. */
+struct engine *engine_start_sync(const struct engine_params *p, char *err, size_t errlen);
+
 /* queue.c */
 void *queue_consumer_main(void *arg);
 void *queue_worker_main(void *arg);
+
+enum drain_result {
+	DRAIN_IDLE,   /* nothing more to take: wait for an event */
+	DRAIN_MORE,   /* requests are waiting to be taken */
+	DRAIN_FULL,   /* no free slot (rules 4, 5): wait for a completion */
+	DRAIN_BROKEN, /* the frontend broke the ring protocol (rule 3) */
+};
+/* One round of the consumer thread's loop: take every request published
+ * (as of one snapshot of req_prod), purge persistent grants when due, and
+ * re-arm req_event if the ring is empty.  The consumer thread calls it in
+ * its loop; so does the caller of a synchronous engine (without workers
+ * it returns only once every request taken was answered and published). */
+enum drain_result queue_serve_once(struct eng_queue *q);
 
 /* io.c: the image I/O (and guest data movement) of a validated request;
  * returns its BLKIF_RSP_* status. */

@@ -17,8 +17,6 @@
 #define PGRANT_PURGE_EVERY_NS 100000000ull /* 100 ms, as Linux */
 #define IDLE_CHECK_MS 100 /* while bounce memory waits for the queue to idle */
 
-enum drain_result { DRAIN_IDLE, DRAIN_MORE, DRAIN_FULL, DRAIN_BROKEN };
-
 static bool stopping(const struct engine *e)
 {
 	return atomic_load_explicit(&e->stopping, memory_order_acquire);
@@ -156,25 +154,33 @@ static void push_inline(struct eng_queue *q)
 
 /* ---- workers ---- */
 
+/* Take the oldest queued request and run it to completion; false if the
+ * work queue is empty.  Called and returns with q->lock held. */
+static bool work_one(struct eng_queue *q)
+{
+	struct blkreq *rq = q->work_head;
+
+	if (!rq)
+		return false;
+	q->work_head = rq->next;
+	if (!q->work_head)
+		q->work_tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	complete(q, rq, io_execute(q, rq));
+	pthread_mutex_lock(&q->lock);
+	return true;
+}
+
 void *queue_worker_main(void *arg)
 {
 	struct eng_queue *q = arg;
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		struct blkreq *rq;
-
 		while (!q->work_head && !q->workers_exit)
 			pthread_cond_wait(&q->work_cond, &q->lock);
-		rq = q->work_head;
-		if (!rq)
+		if (!work_one(q))
 			break; /* exit only once the queue is empty */
-		q->work_head = rq->next;
-		if (!q->work_head)
-			q->work_tail = NULL;
-		pthread_mutex_unlock(&q->lock);
-		complete(q, rq, io_execute(q, rq));
-		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -202,6 +208,14 @@ static void flush_batch(struct eng_queue *q)
 	pthread_mutex_unlock(&q->lock);
 	q->batch_head = q->batch_tail = NULL;
 	q->batch_n = 0;
+	if (!q->e->workers) {
+		/* a synchronous engine (engine_start_sync): no worker
+		 * threads, the consumer's caller runs the work itself */
+		pthread_mutex_lock(&q->lock);
+		while (work_one(q))
+			;
+		pthread_mutex_unlock(&q->lock);
+	}
 }
 
 /* Queue a validated request for the workers (consumer thread only). */
@@ -387,7 +401,8 @@ static void reject(struct eng_queue *q, struct blkreq *rq, struct req_verdict v)
 		    (unsigned long long)rq->wire.id, (unsigned long long)rq->wire.sector_number);
 	complete(q, rq, v.status);
 	flush_batch(q); /* good requests taken before it need not wait */
-	sleep_ms(1);
+	if (e->workers)
+		sleep_ms(1); /* (a synchronous engine's caller is a fuzzer) */
 }
 
 /* One request just copied off the ring. */
@@ -558,31 +573,42 @@ static bool wait_event(struct eng_queue *q)
 	return true;
 }
 
+enum drain_result queue_serve_once(struct eng_queue *q)
+{
+	enum drain_result r = drain(q);
+	bool work;
+
+	if (r == DRAIN_BROKEN)
+		return r;
+	if (q->pg && now_ns() - q->last_purge_ns > PGRANT_PURGE_EVERY_NS) {
+		q->last_purge_ns = now_ns();
+		pgrant_purge(q->pg, PGRANT_IDLE_NS); /* rule 16 */
+	}
+	if (r == DRAIN_FULL)
+		return r;
+	pthread_mutex_lock(&q->lock);
+	work = ring_final_check(&q->ring); /* rule 18: re-arm req_event */
+	pthread_mutex_unlock(&q->lock);
+	return work ? DRAIN_MORE : DRAIN_IDLE;
+}
+
 void *queue_consumer_main(void *arg)
 {
 	struct eng_queue *q = arg;
 	struct engine *e = q->e;
 
 	while (!stopping(e)) {
-		enum drain_result r = drain(q);
-		bool work;
+		enum drain_result r = queue_serve_once(q);
 
 		if (r == DRAIN_BROKEN) {
 			wait_stop(e, -1); /* rule 3: never spin on a broken ring */
 			break;
 		}
-		if (q->pg && now_ns() - q->last_purge_ns > PGRANT_PURGE_EVERY_NS) {
-			q->last_purge_ns = now_ns();
-			pgrant_purge(q->pg, PGRANT_IDLE_NS); /* rule 16 */
-		}
 		if (r == DRAIN_FULL) {
 			wait_slot(q);
 			continue;
 		}
-		pthread_mutex_lock(&q->lock);
-		work = ring_final_check(&q->ring); /* rule 18: re-arm req_event */
-		pthread_mutex_unlock(&q->lock);
-		if (work)
+		if (r == DRAIN_MORE)
 			continue;
 		bounce_release_if_idle(q);
 		if (!wait_event(q))
