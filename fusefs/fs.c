@@ -181,7 +181,7 @@ static void dev_add_locked(struct vbd *v)
 	d->writes_seen = 0;
 	d->next = devs;
 	devs = d;
-	requests_attach(v);
+	requests_attach(v, d->devno, d->t0_ns);
 }
 
 /* Caller holds devs_lock; returns the entry unlinked (caller frees). */
@@ -219,6 +219,7 @@ static void on_registry(void *arg, struct vbd *v, bool added)
 	}
 	pthread_mutex_unlock(&devs_lock);
 	if (gone) {
+		requests_detach(gone->v);
 		vbd_put(gone->v); /* never the last: the registry still holds one */
 		free(gone);
 		requests_kick();  /* streams of the device end */
@@ -359,6 +360,11 @@ static int fill_attr(fuse_ino_t ino, struct stat *st)
 		}
 	}
 	v = dev_get(devno, &d);
+	if (!v && kind == K_REQUESTS && requests_attr_gone(devno, st)) {
+		st->st_mode = file_mode(false);
+		st->st_blksize = 512;
+		return 0;
+	}
 	if (!v)
 		return -ENOENT;
 	st->st_atim = st->st_mtim = st->st_ctim = d.born;
@@ -378,7 +384,15 @@ static int fill_attr(fuse_ino_t ino, struct stat *st)
 		st->st_blocks = (blkcnt_t)((chain_allocated(vbd_image(v)) + 511) / 512);
 		st->st_mtim = st->st_ctim = d.mtime;
 		break;
-	case K_STAT: case K_STATS: case K_REQUESTS: case K_INFO: case K_INFO_JSON:
+	case K_REQUESTS:
+		/* A log: its size grows as lines are added (tail -f polls it).
+		 * A small block size, since tail -c reads a file no bigger than
+		 * one block like a pipe, to its EOF, which waits here. */
+		st->st_mode = file_mode(false);
+		st->st_blksize = 512;
+		requests_attr(v, st);
+		break;
+	case K_STAT: case K_STATS: case K_INFO: case K_INFO_JSON:
 	case K_MAP: case K_BLKSTAT:
 		/* Generated: size 0 like /proc, read until EOF. */
 		st->st_mode = file_mode(false);
@@ -389,6 +403,12 @@ static int fill_attr(fuse_ino_t ino, struct stat *st)
 	}
 	vbd_put(v);
 	return 0;
+}
+
+/* requests grows between two stats: tail -f must see each new size. */
+static double attr_timeout(fuse_ino_t ino)
+{
+	return INO_DEVNO(ino) && INO_KIND(ino) == K_REQUESTS ? 0.0 : ATTR_TIMEOUT;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)
@@ -403,7 +423,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 		return;
 	}
 	e.ino = ino;
-	e.attr_timeout = ATTR_TIMEOUT;
+	e.attr_timeout = attr_timeout(ino);
 	e.entry_timeout = ENTRY_TIMEOUT;
 	fuse_reply_entry(req, &e);
 }
@@ -446,7 +466,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 /* Nothing in the tree changes through setattr: a request that changes
@@ -464,7 +484,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if ((to_set & FUSE_SET_ATTR_SIZE) &&
 	    (INO_KIND(ino) != K_DISK || INO_DEVNO(ino) == 0 || attr->st_size != st.st_size))
 		return (void)fuse_reply_err(req, EACCES);
-	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+	fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -723,7 +743,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (INO_DEVNO(ino) && kind == K_DISK)
 		return disk_read(req, size, off, fi);
 	if (INO_DEVNO(ino) && kind == K_REQUESTS)
-		return requests_read(req, size, fi);
+		return requests_read(req, size, off, fi);
 	th = (struct texth *)(uintptr_t)fi->fh;
 	if (off < 0 || (uint64_t)off >= th->t.len)
 		return (void)fuse_reply_buf(req, NULL, 0);
@@ -1233,6 +1253,7 @@ void vbdfs_fuse_stop(void)
 		fs_session = NULL;
 	}
 	free_handles();
+	requests_free();
 	free_tables();
 	if (stop_fd >= 0) {
 		close(stop_fd);

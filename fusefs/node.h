@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <fuse_lowlevel.h>
 
@@ -106,17 +107,27 @@ void disk_release(fuse_req_t req, struct fuse_file_info *fi);
 void disk_init(void);
 void disk_shutdown(void);  /* joins the read-ahead workers */
 
-/* node_requests.c: the live stream.  fi->fh is owned by node_requests. */
+/* node_requests.c: the request log.  fi->fh is owned by node_requests. */
 void requests_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi);
-void requests_read(fuse_req_t req, size_t size, struct fuse_file_info *fi);
+void requests_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
 void requests_poll(fuse_req_t req, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
 void requests_release(fuse_req_t req, struct fuse_file_info *fi);
-/* Hook a device's trace to the stream waker (at registration). */
-void requests_attach(struct vbd *v);
+/* A device's log, from its registration (t0_ns: now_ns() then, for the
+ * timestamps) to its removal; it lives on while files are open.  attach
+ * may be called with the device table locked: it takes only its own lock. */
+void requests_attach(struct vbd *v, uint64_t devno, uint64_t t0_ns);
+void requests_detach(struct vbd *v);
+/* The log's size and the time of its last line, in st. */
+void requests_attr(struct vbd *v, struct stat *st);
+/* The same for a device that went away while its log is open; false if
+ * it is not. */
+bool requests_attr_gone(uint64_t devno, struct stat *st);
 /* Wake streams (a device went away, or periodic). */
 void requests_kick(void);
 int requests_init(void);
 /* Stops the waker thread; fails pending reads with EOF. */
 void requests_shutdown(void);
+/* Frees the logs (after every handle was freed). */
+void requests_free(void);
 
 #endif

@@ -6,10 +6,14 @@
  *   fuseprobe lines FILE N [WAITFILE [poll]]
  *                                   open FILE (O_NONBLOCK with poll), wait
  *                                   until WAITFILE exists ("-": don't), then
- *                                   print the first N lines read; with poll,
- *                                   wait with poll() only
- *   fuseprobe eagain FILE           exit 0 if a non-blocking read of FILE
- *                                   fails with EAGAIN
+ *                                   print the first N lines read (N 0: all,
+ *                                   until EOF); with poll, wait with poll()
+ *                                   only
+ *   fuseprobe follow FILE N [WAITFILE [poll]]
+ *                                   the same from the end of FILE at open
+ *                                   (lseek SEEK_END): only what is added
+ *   fuseprobe eagain FILE           exit 0 if a non-blocking read at the end
+ *                                   of FILE fails with EAGAIN
  *   fuseprobe pollidle FILE MS      exit 0 if poll() says FILE is not
  *                                   readable within MS
  *   fuseprobe randread FILE COUNT [THREADS]
@@ -55,7 +59,7 @@ static int seekmap(const char *path)
 	return 0;
 }
 
-static int lines(const char *path, long n, const char *waitfile, bool use_poll)
+static int lines(const char *path, long n, const char *waitfile, bool use_poll, bool from_end)
 {
 	int fd = open(path, O_RDONLY | (use_poll ? O_NONBLOCK : 0));
 	char buf[65536];
@@ -63,6 +67,8 @@ static int lines(const char *path, long n, const char *waitfile, bool use_poll)
 
 	if (fd < 0)
 		return perror(path), 1;
+	if (from_end && lseek(fd, 0, SEEK_END) < 0)
+		return perror("lseek"), 1;
 	fprintf(stderr, "open\n");
 	while (waitfile && strcmp(waitfile, "-") && access(waitfile, F_OK) != 0) {
 		struct timespec ts = { 0, 20 * 1000000L };
@@ -70,7 +76,7 @@ static int lines(const char *path, long n, const char *waitfile, bool use_poll)
 	}
 	/* Byte at a time would be slow; lines may straddle reads, so count
 	 * newlines and print whole reads, cutting after the Nth line. */
-	while (seen < n) {
+	while (n == 0 || seen < n) {
 		ssize_t r;
 		if (use_poll) {
 			struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -84,7 +90,7 @@ static int lines(const char *path, long n, const char *waitfile, bool use_poll)
 			return perror("read"), 1;
 		if (r == 0)
 			break;
-		for (ssize_t i = 0; i < r && seen < n; i++) {
+		for (ssize_t i = 0; i < r && (n == 0 || seen < n); i++) {
 			putchar(buf[i]);
 			if (buf[i] == '\n')
 				seen++;
@@ -92,7 +98,7 @@ static int lines(const char *path, long n, const char *waitfile, bool use_poll)
 	}
 	fflush(stdout);
 	close(fd);
-	return seen == n ? 0 : 1;
+	return n == 0 || seen == n ? 0 : 1;
 }
 
 static int eagain(const char *path)
@@ -103,6 +109,8 @@ static int eagain(const char *path)
 
 	if (fd < 0)
 		return perror(path), 1;
+	if (lseek(fd, 0, SEEK_END) < 0)
+		return perror("lseek"), 1;
 	r = read(fd, buf, sizeof(buf));
 	close(fd);
 	if (r < 0 && errno == EAGAIN)
@@ -192,12 +200,13 @@ int main(int argc, char **argv)
 		return randread(argv[2], atol(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
 	if (argc == 3 && !strcmp(argv[1], "seekmap"))
 		return seekmap(argv[2]);
-	if (argc >= 4 && !strcmp(argv[1], "lines"))
-		return lines(argv[2], atol(argv[3]), argc > 4 ? argv[4] : NULL, argc > 5);
+	if (argc >= 4 && (!strcmp(argv[1], "lines") || !strcmp(argv[1], "follow")))
+		return lines(argv[2], atol(argv[3]), argc > 4 ? argv[4] : NULL, argc > 5,
+			     !strcmp(argv[1], "follow"));
 	if (argc == 3 && !strcmp(argv[1], "eagain"))
 		return eagain(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "pollidle"))
 		return pollidle(argv[2], atoi(argv[3]));
-	fprintf(stderr, "usage: fuseprobe seekmap|lines|eagain|pollidle FILE ...\n");
+	fprintf(stderr, "usage: fuseprobe seekmap|lines|follow|eagain|pollidle FILE ...\n");
 	return 2;
 }
