@@ -61,37 +61,50 @@ struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq)
 	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
 }
 
+/* All of a request's grants under one lock of the cache, the statistics
+ * counted once (a 1 MiB request has 256 segments). */
 struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
 {
 	struct engine *e = q->e;
 	bool to_guest = req_data_op(&rq->wire) == BLKIF_OP_READ;
+	uint64_t maps = 0, hits = 0;
+	int r = 0;
 
 	rq->held = 0;
+	pgrant_begin(q->pg);
 	for (unsigned i = 0; i < rq->nseg; i++) {
 		struct seg_grant *g = &rq->grant[i];
 		struct pgrant_use use;
-		int r = pgrant_get(q->pg, rq->seg[i].gref, to_guest, rq, &g->pg, &g->addr, &use);
 
-		STAT_ADD(e, grant_ops, use.maps);
-		if (use.hit)
-			STAT_ADD(e, persistent_hits, 1);
-		if (r == -ENOSPC) { /* cache full of busy grants: copy this one */
+		r = pgrant_get_locked(q->pg, rq->seg[i].gref, to_guest, rq, &g->pg, &g->addr, &use);
+		maps += use.maps;
+		hits += use.hit;
+		if (r == -ENOSPC) /* cache full of busy grants: copy this one */
 			g->pg = NULL;
-		} else if (r < 0) {
-			io_release_grants(q, rq);
-			return fail(r == -EBUSY ? "grant already in use by another request"
-						: "cannot map granted page");
-		}
+		else if (r < 0)
+			break;
 		rq->held = i + 1;
+	}
+	pgrant_end(q->pg);
+	STAT_ADD(e, grant_ops, maps);
+	STAT_ADD(e, persistent_hits, hits);
+	if (r < 0 && r != -ENOSPC) {
+		io_release_grants(q, rq);
+		return fail(r == -EBUSY ? "grant already in use by another request"
+					: "cannot map granted page");
 	}
 	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
 }
 
 void io_release_grants(struct eng_queue *q, struct blkreq *rq)
 {
+	uint64_t now = now_ns();
+
+	pgrant_begin(q->pg);
 	for (unsigned i = 0; i < rq->held; i++)
 		if (rq->grant[i].pg)
-			pgrant_put(q->pg, rq->grant[i].pg);
+			pgrant_put_locked(q->pg, rq->grant[i].pg, now);
+	pgrant_end(q->pg);
 	rq->held = 0;
 }
 

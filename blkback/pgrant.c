@@ -156,24 +156,40 @@ static struct pgrant *alloc_entry(struct pgrant_cache *c)
 	return p;
 }
 
+void pgrant_begin(struct pgrant_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+}
+
+void pgrant_end(struct pgrant_cache *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
 int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
 	       struct pgrant **pg, void **addr, struct pgrant_use *use)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	r = pgrant_get_locked(c, gref, writable, owner, pg, addr, use);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
+		      struct pgrant **pg, void **addr, struct pgrant_use *use)
 {
 	struct pgrant *p;
 	int err = 0;
 
 	use->hit = false;
 	use->maps = 0;
-	pthread_mutex_lock(&c->lock);
 	p = lookup(c, gref);
-	if (p && p->owner && p->owner != owner) {
-		pthread_mutex_unlock(&c->lock);
+	if (p && p->owner && p->owner != owner)
 		return -EBUSY; /* rule 16: already in use by another request */
-	}
-	if (p && p->owner && writable && !p->writable) {
-		pthread_mutex_unlock(&c->lock);
+	if (p && p->owner && writable && !p->writable)
 		return -EBUSY; /* held read-only by this very request */
-	}
 	if (p && !p->owner && writable && !p->writable) {
 		/* Mapped read-only for an earlier WRITE; a READ needs to
 		 * write the page: map it again, writable. */
@@ -181,7 +197,6 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 		use->maps++;
 		if (!a) {
 			evict(c, p);
-			pthread_mutex_unlock(&c->lock);
 			return err;
 		}
 		if (c->hv->ops->unmap(c->hv, p->addr, 1) < 0)
@@ -195,10 +210,8 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 			lru_remove(c, p);
 	} else {
 		p = alloc_entry(c);
-		if (!p) {
-			pthread_mutex_unlock(&c->lock);
+		if (!p)
 			return -ENOSPC;
-		}
 		/* Map writable when the grant allows it, even for a WRITE, so
 		 * a later READ through the same grant needs no remap (Linux
 		 * blkfront grants persistent pages read-write). */
@@ -213,7 +226,6 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 		if (!p->addr) {
 			p->next = c->free_head;
 			c->free_head = idx_of(c, p);
-			pthread_mutex_unlock(&c->lock);
 			return err;
 		}
 		p->gref = gref;
@@ -226,19 +238,25 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 	p->holds++;
 	*pg = p;
 	*addr = p->addr;
-	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
 void pgrant_put(struct pgrant_cache *c, struct pgrant *p)
 {
+	uint64_t now = now_ns();
+
 	pthread_mutex_lock(&c->lock);
+	pgrant_put_locked(c, p, now);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void pgrant_put_locked(struct pgrant_cache *c, struct pgrant *p, uint64_t now)
+{
 	if (p->holds && --p->holds == 0) {
 		p->owner = NULL;
-		p->last_used_ns = now_ns();
+		p->last_used_ns = now;
 		lru_append(c, p);
 	}
-	pthread_mutex_unlock(&c->lock);
 }
 
 unsigned pgrant_purge(struct pgrant_cache *c, uint64_t idle_ns)

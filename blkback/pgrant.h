@@ -46,6 +46,17 @@ int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void
 	       struct pgrant **pg, void **addr, struct pgrant_use *use);
 void pgrant_put(struct pgrant_cache *c, struct pgrant *pg);
 
+/*
+ * The same for the many segments of one request under one lock (a 1 MiB
+ * request has 256): pgrant_begin(), any number of the _locked calls,
+ * pgrant_end().  now is now_ns(), read once for the whole batch.
+ */
+void pgrant_begin(struct pgrant_cache *c);
+void pgrant_end(struct pgrant_cache *c);
+int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
+		      struct pgrant **pg, void **addr, struct pgrant_use *use);
+void pgrant_put_locked(struct pgrant_cache *c, struct pgrant *pg, uint64_t now);
+
 /* Unmap grants unused for idle_ns (Linux: 60 s) and, if the cache
  * overflowed since the last call, 5 % more from the least recently used
  * end.  Call periodically (Linux: every 100 ms).  Returns how many. */
