@@ -24,7 +24,11 @@
  * Input layout (missing bytes read as zero):
  *   byte 0  cluster size (bits 0-1), version (2), refcount order (3-5),
  *           backing file (6), check after every step (7)
- *   2 bytes virtual size in 512 B units;  1 byte backing size (0..4 quarters)
+ *   2 bytes virtual size in 512 B units
+ *   1 byte  backing size (bits 0-2: 0..4 quarters), or without a backing
+ *           file (bit 3) start from an image made by the sequential writer
+ *           of vbd-img convert, its first clusters plain, compressed or
+ *           absent as bits 4-7 choose
  *   then ops: 1 opcode byte and its arguments (see run_op()).
  */
 #include <errno.h>
@@ -38,6 +42,7 @@
 
 #include "formats/image.h"
 #include "formats/qcow2_create.h"
+#include "formats/qcow2_writer.h"
 #include "fuzz.h"
 #include "util/log.h"
 
@@ -371,14 +376,58 @@ static bool run_op(struct st *s, struct in *in)
 	return true;
 }
 
+/* Compressible data for prefilled clusters: runs of 64 equal bytes. */
+static uint8_t prefill_byte(uint64_t x)
+{
+	return (uint8_t)(0x21 + (x >> 6) * 3);
+}
+
+/* An image from qcow2_writer (as `vbd-img convert -c` writes them): of the
+ * first 64 clusters, some compressed, some plain, some left out. */
+static int prefilled(struct st *s, const struct qcow2_create_opts *o, unsigned sel)
+{
+	struct qcow2_writer *w;
+	struct qcow2_compressor *c = qcow2_compressor_new();
+	uint64_t n = (s->size + s->cs - 1) / s->cs;
+	uint8_t *data = malloc(2 * s->cs);
+	char err[256];
+	int r = c && data ? qcow2_writer_open(s->path, o, &w, err, sizeof(err)) : -ENOMEM;
+
+	for (uint64_t i = 0; r == 0 && i < n && i < 64; i++) {
+		unsigned kind = (unsigned)((i * 7 + sel) % 3);   /* 0 skip, 1 plain, 2 zlib */
+		uint64_t base = i * s->cs;
+		if (kind == 0)
+			continue;
+		/* the tail of a last partial cluster is zeros, as convert reads it */
+		for (uint64_t x = 0; x < s->cs; x++)
+			data[x] = base + x < s->size ? prefill_byte(base + x) : 0;
+		memcpy(s->shadow + base, data, base + s->cs <= s->size ? s->cs : s->size - base);
+		ssize_t z = kind == 2 ? qcow2_compress_cluster(c, data, s->cs, data + s->cs) : 0;
+		if (z < 0)
+			r = (int)z;
+		else if (z > 0)
+			r = qcow2_writer_put(w, i, data + s->cs, (size_t)z, true);
+		else
+			r = qcow2_writer_put(w, i, data, s->cs, false);
+		if (r < 0)
+			qcow2_writer_abort(w);
+	}
+	if (r == 0)
+		r = qcow2_writer_finish(w, false, err, sizeof(err));
+	qcow2_compressor_free(c);
+	free(data);
+	return r;
+}
+
 /* The starting image: a fresh qcow2 from vbdfs' creator, maybe with a raw
- * backing file holding a pattern over its first 0..4 quarters. */
+ * backing file holding a pattern over its first 0..4 quarters, or one from
+ * the sequential writer with data in it. */
 static int setup(struct st *s, struct in *in)
 {
 	static const unsigned cbits[] = { 9, 12, 16, 11 };
 	unsigned cfg = (unsigned)take(in, 1);
 	uint64_t units = take(in, 2) % (MAX_SIZE / 2 / 512);
-	unsigned quarters = (unsigned)take(in, 1) % 5;
+	unsigned extra = (unsigned)take(in, 1), quarters = (extra & 7) % 5;
 	struct qcow2_create_opts o;
 	char bpath[64], err[256];
 
@@ -406,7 +455,10 @@ static int setup(struct st *s, struct in *in)
 	if (s->fd < 0)
 		return -1;
 	snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", s->fd);
-	check(qcow2_create(s->path, &o, err, sizeof(err)) == 0);
+	if (!o.backing_file && (extra & 8))
+		check(prefilled(s, &o, extra >> 4) == 0);
+	else
+		check(qcow2_create(s->path, &o, err, sizeof(err)) == 0);
 	check(open_img(s) == 0);
 	return 0;
 }
