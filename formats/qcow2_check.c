@@ -368,9 +368,14 @@ int qcow2_check(struct img *img, unsigned fix, struct img_check_result *res)
 	int r = 0;
 
 	pthread_mutex_lock(&q->lock);
-	/* apply deferred frees first so they do not show as leaks */
-	if (!img->readonly && q2_flush_locked(q) < 0)
+	/* apply deferred frees first so they do not show as leaks.  If that
+	 * fails they stay queued for the next flush: repairing refcounts now
+	 * would free those clusters a second time when it applies them (and
+	 * before their references are durably gone), so look but do not fix. */
+	if (!img->readonly && q2_flush_locked(q) < 0) {
 		res->check_errors++;
+		fix = 0;
+	}
 	k.nclusters = (q->file_end + q->cluster_size - 1) >> q->cluster_bits;
 	if (k.nclusters > CHECK_MAX_CLUSTERS) {
 		problem(&k, "image has %" PRIu64 " clusters; too many to check", k.nclusters);
