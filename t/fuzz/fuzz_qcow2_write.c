@@ -17,6 +17,12 @@
  * wholly inside the range must read as zeros, edge bytes as their old data
  * or zeros (image.h); the shadow takes what was read there.
  *
+ * A seal op makes the file unable to grow (F_SEAL_GROW), as a full disk
+ * would: then operations may fail, but never corrupt the image (check finds
+ * no corruption; leaks are allowed), a failed write or discard leaves only
+ * its own range undefined, and after a reopen (whose flush may fail too)
+ * everything written before the last successful flush reads back intact.
+ *
  * After a corrupt op the image is hostile: results are ignored and only a
  * crash, a sanitizer report, a hang or a leak is a finding.  (The file may
  * grow or be rewritten anywhere; the product does not promise more.)
@@ -32,6 +38,7 @@
  *   then ops: 1 opcode byte and its arguments (see run_op()).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +86,11 @@ struct st {
 	uint8_t *buf;             /* MAX_IO bytes */
 	bool hostile;             /* a corrupt op happened: no promises */
 	bool check_each;
+	/* After a seal op the file cannot grow (F_SEAL_GROW): allocating
+	 * operations fail as on a full disk.  Then, per 512 B sector: */
+	bool sealed;
+	uint8_t known[MAX_SIZE / 512];  /* the shadow is what it must read as */
+	uint8_t dirty[MAX_SIZE / 512];  /* written since the last good flush */
 };
 
 static void check(bool cond)
@@ -87,11 +99,59 @@ static void check(bool cond)
 		__builtin_trap();
 }
 
-/* While the image is trusted an operation must succeed. */
+/* While the image is trusted and the file can grow, an operation must
+ * succeed. */
 static void must(const struct st *s, int r)
 {
-	if (!s->hostile)
+	if (!s->hostile && !s->sealed)
 		check(r == 0);
+}
+
+/* After an operation on [off, off+len) of a trusted image: on success the
+ * sectors it covers wholly hold what the shadow says; on failure every
+ * sector it touched is unknown.  Either way they are dirty until the next
+ * successful flush. */
+static void settle(struct st *s, uint64_t off, uint64_t len, int r)
+{
+	if (s->hostile || len == 0)
+		return;
+	for (uint64_t i = off / 512; i <= (off + len - 1) / 512; i++) {
+		s->dirty[i] = 1;
+		if (r < 0)
+			s->known[i] = 0;
+		else if (i * 512 >= off && (i + 1) * 512 <= off + len)
+			s->known[i] = 1;
+	}
+}
+
+/* A flush (or a close) happened: r == 0 made everything durable; after a
+ * failure what was written since the last good flush may be lost on
+ * reopen (the file is then a crash state). */
+static void flushed(struct st *s, int r, bool reopening)
+{
+	if (s->hostile || (r < 0 && !reopening))
+		return;   /* a failed flush alone loses nothing: reads still see it all */
+	for (size_t i = 0; i < sizeof(s->dirty); i++) {
+		if (r < 0 && s->dirty[i])
+			s->known[i] = 0;
+		s->dirty[i] = 0;
+	}
+}
+
+/* Does the data read at off match the shadow wherever it is known? */
+static bool matches(const struct st *s, const uint8_t *data, uint64_t off, uint64_t len)
+{
+	if (!s->sealed)
+		return memcmp(data, s->shadow + off, len) == 0;
+	for (uint64_t x = off; x < off + len;) {
+		uint64_t end = (x / 512 + 1) * 512;
+		if (end > off + len)
+			end = off + len;
+		if (s->known[x / 512] && memcmp(data + (x - off), s->shadow + x, end - x) != 0)
+			return false;
+		x = end;
+	}
+	return true;
 }
 
 /* Data written at disk offset x by a write with seed k: varies with the
@@ -123,15 +183,16 @@ static void verify(struct st *s, uint64_t off, uint64_t len)
 	while (len > 0) {
 		size_t n = len < MAX_IO ? (size_t)len : MAX_IO;
 		int r = img_pread(s->img, s->buf, n, off);
+		/* (with a sealed file a read may fail to write back metadata) */
 		must(s, r);
-		if (!s->hostile)
-			check(memcmp(s->buf, s->shadow + off, n) == 0);
+		if (!s->hostile && r == 0)
+			check(matches(s, s->buf, off, n));
 		off += n;
 		len -= n;
 	}
 }
 
-static void do_check(struct st *s, bool fix)
+static void do_check(struct st *s, unsigned fix)
 {
 	struct img_check_result res;
 
@@ -139,17 +200,25 @@ static void do_check(struct st *s, bool fix)
 	int r = img_check(s->img, fix, &res);
 	if (s->hostile)
 		return;
-	check(r == 0);
-	check(res.corruptions == 0 && res.leaks == 0 && res.check_errors == 0);
+	check(r == 0 || s->sealed);   /* a repair may need space */
+	check(res.corruptions == 0);
+	/* failed allocations and flushes may leak clusters, never corrupt */
+	if (!s->sealed)
+		check(res.leaks == 0 && res.check_errors == 0);
 }
 
 /* Reopen from the file; false if a hostile image no longer opens. */
 static bool reopen(struct st *s)
 {
+	int r = img_flush(s->img);
+
+	must(s, r);
+	flushed(s, r, true);
 	img_close(s->img);
 	s->img = NULL;
-	int r = open_img(s);
-	must(s, r);
+	r = open_img(s);
+	/* an image vbdfs wrote opens, even after failed flushes */
+	check(r == 0 || s->hostile);
 	if (r < 0)
 		return false;
 	if (!s->hostile) {
@@ -213,8 +282,9 @@ static void op_write(struct st *s, struct in *in, bool vectored)
 		r = img_pwrite(s->img, s->buf, len, off);
 	}
 	must(s, r);
-	if (!s->hostile)
+	if (!s->hostile && r == 0)
 		memcpy(s->shadow + off, s->buf, len);
+	settle(s, off, len, r);
 	verify(s, off, len);
 }
 
@@ -224,9 +294,11 @@ static void op_zero(struct st *s, struct in *in)
 
 	if (!range(s, in, &off, &len))
 		return;
-	must(s, img_write_zeroes(s->img, off, len));
-	if (!s->hostile)
+	int r = img_write_zeroes(s->img, off, len);
+	must(s, r);
+	if (!s->hostile && r == 0)
 		memset(s->shadow + off, 0, len);
+	settle(s, off, len, r);
 	verify(s, off, len);
 }
 
@@ -238,21 +310,30 @@ static void op_discard(struct st *s, struct in *in)
 		return;
 	if (!(img_caps(s->img) & IMG_CAN_DISCARD) && !s->hostile)
 		return;   /* not offered: the engine never asks */
-	must(s, img_discard(s->img, off, len));
+	int r = img_discard(s->img, off, len);
+	must(s, r);
 	if (s->hostile)
 		return;
-	int r = img_pread(s->img, s->buf, len, off);
-	check(r == 0);
+	if (r == 0) {
+		r = img_pread(s->img, s->buf, len, off);
+		must(s, r);
+	}
+	if (r < 0) {
+		settle(s, off, len, r);
+		return;
+	}
 	for (uint64_t i = 0; i < len; i++) {
 		uint64_t x = off + i, c = x - x % s->cs;
 		/* a cluster wholly inside the range (or cut by the disk's end) */
 		bool whole = c >= off && (c + s->cs <= off + len || off + len == s->size);
 		if (whole)
 			check(s->buf[i] == 0);
-		else
+		else if (s->known[x / 512])
 			check(s->buf[i] == 0 || s->buf[i] == s->shadow[x]);
 	}
+	/* what the edges read as now is what they must keep reading as */
 	memcpy(s->shadow + off, s->buf, len);
+	settle(s, off, len, 0);
 }
 
 static void op_resize(struct st *s, struct in *in)
@@ -264,13 +345,17 @@ static void op_resize(struct st *s, struct in *in)
 	uint64_t old = s->size;
 	int r = img_resize(s->img, s->size + grow);
 	must(s, r);
-	if (r < 0)
-		return;
 	s->size = img_size(s->img);
+	if (r < 0) {
+		check(s->hostile || s->size == old);
+		return;
+	}
 	if (!s->hostile) {
 		check(s->size == old + grow);
-		/* grown space reads as zeros (the backing file ends before it) */
+		/* grown space reads as zeros (the backing file ends before it),
+		 * durably: the new size is in the header on return */
 		memset(s->shadow + old, 0, grow);
+		memset(s->known + old / 512, 1, grow / 512);
 		verify(s, old > 4096 ? old - 4096 : 0, s->size - (old > 4096 ? old - 4096 : 0));
 	}
 }
@@ -292,7 +377,7 @@ static void op_map(struct st *s, struct in *in)
 		check(e.offset == off && e.length > 0 && e.length <= len);
 		if (e.type != IMG_EXT_DATA)
 			for (uint64_t x = off; x < off + e.length; x++)
-				check(s->shadow[x] == 0);
+				check(s->shadow[x] == 0 || !s->known[x / 512]);
 		off += e.length;
 		len -= e.length;
 	}
@@ -331,7 +416,7 @@ static bool run_op(struct st *s, struct in *in)
 	unsigned opc = (unsigned)take(in, 1);
 	uint64_t off, len;
 
-	switch (opc % 12) {
+	switch (opc % 13) {
 	case 0: case 1:
 		op_write(s, in, false);
 		break;
@@ -344,9 +429,12 @@ static bool run_op(struct st *s, struct in *in)
 	case 4:
 		op_discard(s, in);
 		break;
-	case 5:
-		must(s, img_flush(s->img));
+	case 5: {
+		int r = img_flush(s->img);
+		must(s, r);
+		flushed(s, r, false);
 		break;
+	}
 	case 6:
 		op_resize(s, in);
 		break;
@@ -356,7 +444,7 @@ static bool run_op(struct st *s, struct in *in)
 		verify(s, 0, s->size < MAX_SIZE ? s->size : MAX_SIZE);
 		break;
 	case 8:
-		do_check(s, opc & 0x80);
+		do_check(s, (opc >> 6) & (IMG_FIX_LEAKS | IMG_FIX_ERRORS));
 		verify(s, 0, s->size < MAX_SIZE ? s->size : MAX_SIZE);
 		break;
 	case 9:
@@ -370,9 +458,14 @@ static bool run_op(struct st *s, struct in *in)
 	case 11:
 		op_map(s, in);
 		break;
+	case 12:
+		/* from now on the file cannot grow: a full disk */
+		if (!s->sealed && fcntl(s->fd, F_ADD_SEALS, F_SEAL_GROW) == 0)
+			s->sealed = true;
+		break;
 	}
 	if (s->check_each && !s->hostile)
-		do_check(s, false);
+		do_check(s, 0);
 	return true;
 }
 
@@ -451,7 +544,7 @@ static int setup(struct st *s, struct in *in)
 		o.backing_file = bpath;
 		o.backing_format = "raw";
 	}
-	s->fd = memfd_create("fuzz-qcow2", 0);
+	s->fd = memfd_create("fuzz-qcow2", MFD_ALLOW_SEALING);
 	if (s->fd < 0)
 		return -1;
 	snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", s->fd);
@@ -467,7 +560,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t *shadow, *buf;
 	struct in in = { data, size };
-	struct st s = { .fd = -1, .bfd = -1 };
+	static struct st s;
 
 	log_init("fuzz", VLOG_NONE, false); /* quiet: hostile images are expected */
 	/* reused between inputs (fully rewritten by each): allocating 4 MiB per
@@ -481,6 +574,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint64_t x = 0; x < MAX_SIZE / 2; x++)
 			backing_data[x] = backing_byte(x);
 	}
+	memset(&s, 0, sizeof(s));
+	s.fd = s.bfd = -1;
+	memset(s.known, 1, sizeof(s.known));
 	s.shadow = shadow;
 	s.buf = buf;
 	if (setup(&s, &in) == 0) {
@@ -490,7 +586,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (s.img && !s.hostile) {
 			/* what was acknowledged survives a close and reopen, cleanly */
 			check(reopen(&s));
-			do_check(&s, false);
+			do_check(&s, 0);
 			verify(&s, 0, s.size);
 		}
 	}
