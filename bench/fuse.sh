@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/fuse.sh - the /vbd disk view against qemu-storage-daemon's FUSE
-# export (QEMU 7.2), side by side on the same images, ratios printed.
+# export (QEMU 7.2) and, on the raw image, xmount 0.7.6 (raw only: it
+# reads no qcow2), side by side on the same images, ratios printed.
 #
 #   bench/fuse.sh [--size MIB] [--runs N] [--ios N] [--dir DIR]
 #
@@ -8,10 +9,11 @@
 # raw, plain qcow2, zlib-compressed qcow2.  Workloads: sequential read of
 # the whole disk (dd bs=1M, fresh open, image file warm in the host page
 # cache for both), random 4 KiB O_DIRECT reads at queue depth 1 and with 4
-# threads.  Runs alternate between the two exporters and the best of N is
-# kept, so background load hurts both alike.  Needs root and /dev/fuse; the
+# threads.  Runs alternate between the exporters and the best of N is
+# kept, so background load hurts all alike.  Needs root and /dev/fuse; the
 # tree is served by the test helper build/t/helpers/fusetree (`make tests`),
-# the same code the vbdfs daemon mounts.
+# the same code the vbdfs daemon mounts.  xmount (Debian package xmount) is
+# installed with apt-get if missing; without it its column shows "-".
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${VBDFS_BUILD:-$SRC/build}
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift 2 ;;
     --ios) IOS=$2; shift 2 ;;
     --dir) DIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/fuse.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -32,11 +34,17 @@ for p in "$TREE" "$PROBE"; do
 done
 command -v qemu-storage-daemon >/dev/null || { echo "bench/fuse.sh: needs qemu-storage-daemon (Debian package qemu-system-common)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] || { echo "bench/fuse.sh: needs root and /dev/fuse" >&2; exit 1; }
+if ! command -v xmount >/dev/null; then
+    echo "installing xmount (apt-get) ..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q xmount >/dev/null 2>&1 ||
+        echo "bench/fuse.sh: could not install xmount; its column stays empty" >&2
+fi
 
 W=$(mktemp -d "${DIR:-${TMPDIR:-/tmp}}/vbdfs-bench.XXXXXX")
 QSD_PID= TREE_PID=
 cleanup() {
     [ -n "$QSD_PID" ] && kill "$QSD_PID" 2>/dev/null && wait "$QSD_PID" 2>/dev/null
+    xm_stop
     [ -n "$TREE_PID" ] && kill "$TREE_PID" 2>/dev/null && wait "$TREE_PID" 2>/dev/null
     grep -q " $W/mnt fuse" /proc/mounts && fusermount3 -uz "$W/mnt"
     rm -rf "$W"
@@ -74,6 +82,20 @@ qsd_start() { # IMAGE FORMAT
     done
 }
 qsd_stop() { kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true; QSD_PID=; }
+# xmount daemonizes; unmounting ends it.  Its view of IMAGE.raw is
+# MNT/IMAGE.dd.
+xm_start() { # RAW-IMAGE
+    mkdir -p "$W/xmnt"
+    xmount --in raw "$1" "$W/xmnt" >"$W/xm.err" 2>&1 || { cat "$W/xm.err" >&2; return 1; }
+    XM_FILE=$W/xmnt/$(basename "$1" .raw).dd
+    [ -f "$XM_FILE" ]
+}
+xm_stop() {
+    if grep -q " $W/xmnt fuse" /proc/mounts 2>/dev/null; then
+        fusermount3 -u "$W/xmnt" 2>/dev/null || umount -l "$W/xmnt"
+    fi
+    XM_FILE=
+}
 
 # seq FILE : MB/s of one sequential read
 seq_mbs() {
@@ -85,27 +107,45 @@ seq_mbs() {
 iops() { "$PROBE" randread "$1" "$IOS" "$2" | awk '{print $2}'; }
 best() { [ "$1" -gt "$2" ] && echo "$1" || echo "$2"; }
 
-printf '%-14s %-22s %10s %10s %7s %6s\n' image workload vbdfs qsd ratio goal
+ratio() { echo "$1 $2" | awk '{ if ($2 == "-" || !$2) print "-"; else printf "%.2fx\n", $1 / $2 }'; }
+printf '%-11s %-21s %8s %8s %8s %7s %6s %7s %6s\n' \
+    image workload vbdfs qsd xmount v/qsd goal v/xm goal
 for spec in raw:disk.raw:raw:1:2.0 qcow2:plain.qcow2:qcow2:2:2.0 zlib-qcow2:zlib.qcow2:qcow2:3:1.5; do
     name=${spec%%:*}; rest=${spec#*:}; img=${rest%%:*}; rest=${rest#*:}
     fmt=${rest%%:*}; rest=${rest#*:}; n=${rest%%:*}; goal=${rest#*:}
-    cat "$W/$img" >/dev/null   # warm the host page cache for both
+    cat "$W/$img" >/dev/null   # warm the host page cache for all
     qsd_start "$W/$img" "$fmt"
+    XM_FILE=
+    if [ "$fmt" = raw ] && command -v xmount >/dev/null; then
+        xm_start "$W/$img" || { echo "bench/fuse.sh: xmount failed" >&2; XM_FILE=; }
+    fi
     ours="$W/mnt/$n-51712/disk"
-    s_v=0 s_q=0 r_v=0 r_q=0 p_v=0 p_q=0
+    s_v=0 s_q=0 s_x=0 r_v=0 r_q=0 r_x=0 p_v=0 p_q=0 p_x=0
     r=0
     while [ $r -lt "$RUNS" ]; do
         s_v=$(best "$(seq_mbs "$ours")" $s_v); s_q=$(best "$(seq_mbs "$W/qsd.file")" $s_q)
         r_v=$(best "$(iops "$ours" 1)" $r_v); r_q=$(best "$(iops "$W/qsd.file" 1)" $r_q)
         p_v=$(best "$(iops "$ours" 4)" $p_v); p_q=$(best "$(iops "$W/qsd.file" 4)" $p_q)
+        if [ -n "$XM_FILE" ]; then
+            s_x=$(best "$(seq_mbs "$XM_FILE")" $s_x)
+            r_x=$(best "$(iops "$XM_FILE" 1)" $r_x)
+            p_x=$(best "$(iops "$XM_FILE" 4)" $p_x)
+        fi
         r=$((r + 1))
     done
     qsd_stop
-    for row in "sequential read MB/s:$s_v:$s_q:$goal" "4k random IOPS, 1 thr:$r_v:$r_q:1.5" \
-               "4k random IOPS, 4 thr:$p_v:$p_q:1.5"; do
-        w=${row%%:*}; rest=${row#*:}; v=${rest%%:*}; rest=${rest#*:}; q=${rest%%:*}; g=${rest#*:}
-        printf '%-14s %-22s %10s %10s %7s %6s\n' "$name" "$w" "$v" "$q" \
-            "$(echo "$v $q" | awk '{ printf "%.2fx", $2 ? $1 / $2 : 0 }')" "${g}x"
+    xm_stop
+    [ "$fmt" = raw ] && [ "$s_x" != 0 ] || s_x=- r_x=- p_x=-
+    # Goals against xmount: at least equal on sequential raw reads.
+    for row in "sequential read MB/s:$s_v:$s_q:$s_x:$goal:1.0" \
+               "4k random IOPS, 1 thr:$r_v:$r_q:$r_x:1.5:-" \
+               "4k random IOPS, 4 thr:$p_v:$p_q:$p_x:1.5:-"; do
+        IFS=: read -r w v q x g gx <<EOR
+$row
+EOR
+        [ "$x" = - ] && gx=-
+        printf '%-11s %-21s %8s %8s %8s %7s %6s %7s %6s\n' "$name" "$w" "$v" "$q" "$x" \
+            "$(ratio "$v" "$q")" "${g}x" "$(ratio "$v" "$x")" "$([ "$gx" = - ] && echo - || echo "${gx}x")"
     done
 done
 echo "(load average during the run: $(cut -d' ' -f1-3 /proc/loadavg); nproc $(nproc))"
