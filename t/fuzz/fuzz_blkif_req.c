@@ -10,15 +10,22 @@
  * Input layout (missing bytes read as zero):
  *   [0]  bit 0 x86_32 ABI; bits 1-2 ring order (3: an invalid order the
  *        engine must refuse); bit 3 persistent grants; bit 4 read-only
- *        device; bit 5 qcow2 image; bit 6 4096-byte sectors
+ *        device; bit 5 qcow2 image; bit 6 4096-byte sectors; bit 7 a raw
+ *        image in a disk file (read-only device: reads come from the page
+ *        cache, which the engine serves on its intake thread)
  *   [1]  bit 0 flush, 1 barrier, 2 discard, 3 secure discard; bits 4-5
  *        discard granularity (0, 512, 4096, 65536); bits 6-7 max indirect
  *        segments (0, 16, 256, ENGINE_MAX_SEGS: then ring order 0)
- *   [2]  bits 0-1 image size (64 KiB, 64 KiB + 512, 256 KiB, 4 KiB);
- *        bits 2-3 qcow2 cluster bits (9, 12, 16, 16); bits 4-5 extra rounds
+ *   [2]  bits 0-1 image size (64 KiB, 64 KiB + 512, 256 KiB, 4 KiB), bit 6
+ *        1 MiB instead; bits 2-3 qcow2 cluster bits (9, 12, 16, 16); bits
+ *        4-5 extra rounds; bit 7 the image grows by 64 KiB (online resize)
+ *        before the last round
  *   [3..5]  per extra round, how far the guest then moves req_prod
  *   [6..9]  the grant refs of the ring pages
- *   [10..15] reserved
+ *   [10..12] per extra round, a grant table edit before it: bits 0-4 the
+ *        ref; bit 5 toggles read-only, bit 6 permit access, bit 7 moves the
+ *        frame on by one
+ *   [13..15] reserved
  *   [16..79] grant table: FZ_GRANTS entries of 2 bytes: flags (bit 0
  *        permit access, bit 1 read-only, bit 2 granted to another domain),
  *        frame (& 31: frames 16..31 are outside guest memory)
@@ -28,12 +35,15 @@
  *
  * Checks (each a trap, beyond the sanitizers): every response the engine
  * published answers the request in its slot with its id and operation
- * and a known status; nothing is left in flight; rsp_prod never passes
- * req_cons; a read-only device is not written and writes to it are not
- * acknowledged; the image keeps its size; a qcow2 image passes vbdfs'
- * own check; frames the guest granted only read-only (or not at all) are
- * unchanged; every mapping and event channel is released at stop.
+ * and a known status; the guest is notified exactly when its rsp_event
+ * asks; nothing is left in flight; rsp_prod never passes req_cons; a
+ * read-only device is not written and writes to it are not acknowledged;
+ * the image keeps its size; a qcow2 image passes vbdfs' own check; frames
+ * the guest granted only read-only (or not at all) are unchanged; every
+ * mapping and event channel is released at stop.  (Responses are checked
+ * only while the engine's data writes cannot have landed in the ring.)
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -54,7 +64,8 @@
 #define HDR_BYTES 16
 #define GRANT_BYTES (2 * FZ_GRANTS)
 #define MAX_ROUNDS 4
-#define MAX_IMG (256u << 10)
+#define MAX_IMG (1u << 20)
+#define GROW_BYTES (64u << 10)
 #define MAX_RING_SLOTS 128 /* order 2, x86_64 */
 
 #define trap_unless(c) do { if (!(c)) __builtin_trap(); } while (0)
@@ -66,16 +77,21 @@ static bool verbose;
 struct config {
 	enum blkif_abi abi;
 	unsigned order;
-	bool persistent, readonly, qcow2, big_sectors;
+	bool persistent, readonly, qcow2, big_sectors, cached, grow;
 	bool flush, barrier, discard, secure;
 	uint32_t granularity;
 	unsigned max_indirect;
+	unsigned size_index;  /* into SIZES */
 	uint64_t img_bytes;
 	unsigned cluster_bits;
 	unsigned rounds;
 	uint8_t prod_step[MAX_ROUNDS - 1];
+	uint8_t grant_edit[MAX_ROUNDS - 1];
 	hv_gref_t ring_ref[4];
 };
+
+static const uint64_t SIZES[] = { 64u << 10, (64u << 10) + 512, 256u << 10, 4096, MAX_IMG };
+#define NSIZES (sizeof(SIZES) / sizeof(SIZES[0]))
 
 /* The input's byte i, zero past its end. */
 static uint8_t in_byte(const uint8_t *d, size_t n, size_t i)
@@ -87,7 +103,6 @@ static void parse_config(const uint8_t *d, size_t n, struct config *c)
 {
 	static const uint32_t gran[] = { 0, 512, 4096, 65536 };
 	static const unsigned ind[] = { 0, 16, 256, ENGINE_MAX_SEGS };
-	static const uint64_t sizes[] = { 64u << 10, (64u << 10) + 512, MAX_IMG, 4096 };
 	static const unsigned cbits[] = { 9, 12, 16, 16 };
 	uint8_t b0 = in_byte(d, n, 0), b1 = in_byte(d, n, 1), b2 = in_byte(d, n, 2);
 
@@ -100,6 +115,11 @@ static void parse_config(const uint8_t *d, size_t n, struct config *c)
 	c->readonly = b0 & 16;
 	c->qcow2 = b0 & 32;
 	c->big_sectors = b0 & 64;
+	c->cached = b0 & 128;
+	if (c->cached) {
+		c->qcow2 = false;
+		c->readonly = true; /* the file is made once for every input */
+	}
 	c->flush = b1 & 1;
 	c->barrier = b1 & 2;
 	c->discard = b1 & 4;
@@ -108,13 +128,43 @@ static void parse_config(const uint8_t *d, size_t n, struct config *c)
 	c->max_indirect = ind[b1 >> 6];
 	if (c->max_indirect == ENGINE_MAX_SEGS && c->order <= ENGINE_MAX_RING_ORDER)
 		c->order = 0; /* keep the per-input pool small */
-	c->img_bytes = sizes[b2 & 3];
+	c->size_index = (b2 & 64) ? NSIZES - 1 : b2 & 3u;
+	c->img_bytes = SIZES[c->size_index];
 	c->cluster_bits = cbits[(b2 >> 2) & 3];
 	c->rounds = 1 + ((b2 >> 4) & 3);
-	for (unsigned i = 0; i < MAX_ROUNDS - 1; i++)
+	c->grow = (b2 & 128) && !c->readonly;
+	for (unsigned i = 0; i < MAX_ROUNDS - 1; i++) {
 		c->prod_step[i] = in_byte(d, n, 3 + i);
+		c->grant_edit[i] = in_byte(d, n, 10 + i);
+	}
 	for (unsigned i = 0; i < 4; i++)
 		c->ring_ref[i] = in_byte(d, n, 6 + i);
+}
+
+/* Frames some grant has let the backend write, this input. */
+static bool frame_writable[FZ_PAGES];
+
+static void note_writable_frames(void)
+{
+	for (unsigned g = 0; g < FZ_GRANTS; g++) {
+		long at = fz_granted(&fhv, g, true);
+		if (at >= 0)
+			frame_writable[at / HV_PAGE_SIZE] = true;
+	}
+}
+
+/* The guest changes one grant entry between rounds (see [10..12]). */
+static void edit_grant(uint8_t edit)
+{
+	struct fz_grant *g = &fhv.grant[edit & 31];
+
+	if (edit & 32)
+		g->readonly = !g->readonly;
+	if (edit & 64)
+		g->permit = !g->permit;
+	if (edit & 128)
+		g->frame = (g->frame + 1) & 31;
+	note_writable_frames();
 }
 
 /* The grant table and guest memory of the input. */
@@ -130,6 +180,8 @@ static void load_guest(const uint8_t *d, size_t n, const struct config *c)
 			.frame = fr & 31,
 		};
 	}
+	memset(frame_writable, 0, sizeof(frame_writable));
+	note_writable_frames();
 	while (i + 5 <= n) {
 		size_t at = (size_t)(d[i] % FZ_PAGES) * HV_PAGE_SIZE + ((d[i + 1] | d[i + 2] << 8) & 4095);
 		size_t len = d[i + 3] | d[i + 4] << 8;
@@ -165,10 +217,9 @@ static uint8_t img_pattern(uint64_t o)
  * own creator and kept (a few KiB) for every later input. */
 static const uint8_t *qcow2_template(const struct config *c, size_t *len)
 {
-	static uint8_t *tmpl[4][3];
-	static size_t tlen[4][3];
-	unsigned si = c->img_bytes == (64u << 10) ? 0 : c->img_bytes == (64u << 10) + 512 ? 1
-						       : c->img_bytes == MAX_IMG ? 2 : 3;
+	static uint8_t *tmpl[NSIZES][3];
+	static size_t tlen[NSIZES][3];
+	unsigned si = c->size_index;
 	unsigned ci = c->cluster_bits == 9 ? 0 : c->cluster_bits == 12 ? 1 : 2;
 
 	if (!tmpl[si][ci]) {
@@ -210,19 +261,48 @@ static const uint8_t *image_bytes(const struct config *c, size_t *len)
 	return raw;
 }
 
+/*
+ * The file of a c->cached image: an unlinked file in $TMPDIR (a disk file
+ * system: the page cache serves its reads without waiting, which memfds do
+ * not offer), written once per size and then only read (the device is
+ * read-only, and check_image() traps if it changed).  -1 if it cannot be
+ * made: then the image is a memfd like the others.
+ */
+static int cached_file(const struct config *c, const uint8_t *bytes, size_t len)
+{
+	static int fds[NSIZES] = { -1, -1, -1, -1, -1 };
+	const char *dir = getenv("TMPDIR");
+	int fd = fds[c->size_index];
+
+	if (fd >= 0)
+		return dup(fd);
+	fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (pwrite(fd, bytes, len, 0) != (ssize_t)len || fsync(fd) < 0) {
+		close(fd);
+		return -1;
+	}
+	fds[c->size_index] = fd;
+	return dup(fd);
+}
+
 /* A fresh image file (memfd) opened read-write; -1 if it cannot be. */
 static int open_image(const struct config *c, struct img **img)
 {
 	char path[64], err[256];
 	size_t len;
 	const uint8_t *bytes = image_bytes(c, &len);
-	int fd = memfd_create("fuzz-image", MFD_CLOEXEC);
+	int fd = c->cached ? cached_file(c, bytes, len) : -1;
 
-	if (fd < 0)
-		return -1;
-	if (pwrite(fd, bytes, len, 0) != (ssize_t)len) {
-		close(fd);
-		return -1;
+	if (fd < 0) {
+		fd = memfd_create("fuzz-image", MFD_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		if (pwrite(fd, bytes, len, 0) != (ssize_t)len) {
+			close(fd);
+			return -1;
+		}
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (img_open(path, c->qcow2 ? "qcow2" : "raw", 0, img, err, sizeof(err)) < 0) {
@@ -234,18 +314,18 @@ static int open_image(const struct config *c, struct img **img)
 
 /* After the engine stopped: the image has its size, a read-only device's
  * file is untouched, a qcow2 image is consistent. */
-static void check_image(const struct config *c, struct img *img, int fd)
+static void check_image(const struct config *c, struct img *img, int fd, uint64_t bytes_now)
 {
 	size_t len;
 	const uint8_t *bytes = image_bytes(c, &len);
 	struct stat st;
 
-	trap_unless(img_size(img) == c->img_bytes);
+	trap_unless(img_size(img) == bytes_now);
 	trap_unless(fstat(fd, &st) == 0);
 	if (!c->qcow2)
-		trap_unless((uint64_t)st.st_size == c->img_bytes); /* nothing past the end */
+		trap_unless((uint64_t)st.st_size == bytes_now); /* nothing past the end */
 	if (c->readonly) {
-		static uint8_t now[MAX_IMG + (64u << 10)];
+		static uint8_t now[MAX_IMG];
 		trap_unless((size_t)st.st_size == len && len <= sizeof(now));
 		trap_unless(pread(fd, now, len, 0) == (ssize_t)len);
 		trap_unless(memcmp(now, bytes, len) == 0);
@@ -295,6 +375,7 @@ static void check_quiet(struct engine *e, struct eng_queue *q)
 	unsigned free_slots = 0;
 
 	trap_unless(q->inflight == 0 && q->batch_n == 0 && !q->work_head && !q->pushing);
+	trap_unless(q->unpushed == 0); /* inline answers published too */
 	for (struct blkreq *rq = q->free_list; rq && free_slots <= q->nreqs; rq = rq->next)
 		free_slots++;
 	trap_unless(free_slots == q->nreqs);
@@ -308,6 +389,8 @@ static void serve_round(const struct config *c, struct engine *e)
 	struct eng_queue *q = &e->q[0];
 	struct expect ex[MAX_RING_SLOTS];
 	ring_idx_t cons0 = q->ring.req_cons, rsp0 = q->ring.rsp_prod_pvt;
+	ring_idx_t rsp_event = ((volatile uint32_t *)q->ring.sring)[3];
+	unsigned notifies0 = fhv.notifies;
 	int n = published(q, ex);
 	enum drain_result r = queue_serve_once(q);
 
@@ -325,6 +408,9 @@ static void serve_round(const struct config *c, struct engine *e)
 	trap_unless(q->ring.req_cons - cons0 == (ring_idx_t)n);
 	/* published: rsp_prod (the guest's own value if nothing was taken) */
 	trap_unless(n == 0 || ((volatile uint32_t *)q->ring.sring)[2] == q->ring.rsp_prod_pvt);
+	/* rule 18: however the responses were pushed, exactly one
+	 * notification iff rsp_event lies in the range answered */
+	trap_unless(fhv.notifies - notifies0 == ((ring_idx_t)(rsp_event - rsp0 - 1) < (ring_idx_t)n));
 	for (int k = 0; k < n; k++) {
 		uint64_t id;
 		uint8_t op;
@@ -344,18 +430,12 @@ static void serve_round(const struct config *c, struct engine *e)
 	}
 }
 
-/* Frames no grant lets the backend write must be as the input left them. */
+/* Frames no grant ever let the backend write must be as the input left
+ * them. */
 static void check_readonly_frames(const uint8_t *before)
 {
-	bool writable[FZ_PAGES] = { false };
-
-	for (unsigned g = 0; g < FZ_GRANTS; g++) {
-		long at = fz_granted(&fhv, g, true);
-		if (at >= 0)
-			writable[at / HV_PAGE_SIZE] = true;
-	}
 	for (unsigned p = 0; p < FZ_PAGES; p++)
-		if (!writable[p])
+		if (!frame_writable[p])
 			trap_unless(memcmp(fhv.mem + (size_t)p * HV_PAGE_SIZE,
 					   before + (size_t)p * HV_PAGE_SIZE, HV_PAGE_SIZE) == 0);
 }
@@ -369,6 +449,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct img *img = NULL;
 	struct engine *e;
 	char err[256];
+	uint64_t bytes_now;
 	int fd;
 
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
@@ -381,6 +462,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = open_image(&c, &img);
 	if (fd < 0)
 		return 0;
+	bytes_now = c.img_bytes;
 
 	memset(&p, 0, sizeof(p));
 	p.hv = &fhv.hv;
@@ -407,11 +489,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.trace = trace_new(64);
 
 	e = engine_start_sync(&p, err, sizeof(err));
-	trap_unless(e || c.order > ENGINE_MAX_RING_ORDER || fhv.maps_live == 0);
+	trap_unless(e || fhv.maps_live == 0); /* a failed start leaves nothing */
 	if (e) {
 		for (unsigned round = 0; round < c.rounds; round++) {
-			if (round) /* the guest publishes more (or garbage) */
+			if (round) { /* the guest publishes more (or garbage) */
+				edit_grant(c.grant_edit[round - 1]);
 				((volatile uint32_t *)e->q[0].sring)[0] += c.prod_step[round - 1];
+			}
+			if (c.grow && round && round == c.rounds - 1 &&
+			    img_resize(img, bytes_now + GROW_BYTES) == 0) {
+				/* as xenbus.c does on an online resize */
+				bytes_now += GROW_BYTES;
+				engine_set_sectors(e, bytes_now / 512);
+			}
 			serve_round(&c, e);
 			if (e->q[0].broken)
 				break;
@@ -420,7 +510,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	trap_unless(fhv.maps_live == 0 && fhv.nmap == 0 && fhv.binds_live == 0);
 	check_readonly_frames(before);
-	check_image(&c, img, fd);
+	check_image(&c, img, fd, bytes_now);
 
 	trace_free(p.trace);
 	stats_destroy(&st);

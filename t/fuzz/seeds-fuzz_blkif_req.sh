@@ -14,10 +14,11 @@ le32() { le16 $(($1 & 65535)); le16 $((($1 >> 16) & 65535)); }
 le64() { le32 $(($1 & 0xffffffff)); le32 $((($1 >> 32) & 0xffffffff)); }
 zeros() { i=0; while [ $i -lt "$1" ]; do b 0; i=$((i + 1)); done; }
 
-# hdr B0 B1 B2 [STEP1 STEP2 STEP3 [RINGREF0..3]]
+# hdr B0 B1 B2 [STEP1 STEP2 STEP3 [RINGREF0..3 [EDIT1 EDIT2 EDIT3]]]
 hdr() {
     b "$1" "$2" "$3" "${4:-0}" "${5:-0}" "${6:-0}" "${7:-0}" "${8:-0}" "${9:-0}" "${10:-0}"
-    zeros 6
+    b "${11:-0}" "${12:-0}" "${13:-0}"
+    zeros 3
 }
 B0_X86_32=1; B0_ORDER1=2; B0_BADORDER=6; B0_PERSIST=8; B0_RO=16; B0_QCOW2=32; B0_4K=64
 B1_FLUSH=1; B1_BARRIER=2; B1_DISCARD=4; B1_SECURE=8; B1_GRAN4K=32; B1_IND16=64; B1_IND256=128
@@ -218,3 +219,62 @@ done
     isegs 6  1 0 7  2 0 7  3 0 7
     ind 32 0 $RD 121 0 3 6
 } > "$D/indirect-max"
+
+# A read-only raw image in a disk file: reads from the page cache are
+# served on the intake thread and published in batches (40 reads on a
+# two-page ring: more than one batch of 32), grant copy and persistent.
+for mode in copy persistent; do
+    x=$((B0_ORDER1 | 128)); [ $mode = persistent ] && x=$((x | B0_PERSIST))
+    {
+        hdr $x 0 64 0 0 0 8 9
+        grants
+        ring_hdr 40 8
+        k=0
+        while [ $k -lt 40 ]; do
+            # slots 0..35 in frame 8, 36.. in frame 9 (112-byte slots)
+            o=$((64 + k * 112)); fr=8
+            [ $o -ge 4096 ] && { o=$((o - 4096)); fr=9; }
+            chunk $fr $o 32; b $RD 1; le16 0; le32 0; le64 $((200 + k)); le64 $((k * 8)); le32 $((1 + k % 7)); b 0 7 0 0
+            k=$((k + 1))
+        done
+    } > "$D/cached-$mode"
+done
+
+# An indirect write and read of 48 pages (192 KiB: more than one 128 KiB
+# grant-copy piece) on a 256 KiB image.
+{
+    hdr 0 $B1_IND256 2
+    grants
+    ring_hdr 2
+    chunk 6 0 $((48 * 8))
+    k=0; while [ $k -lt 48 ]; do le32 $((1 + k % 5)); b 0 7 0 0; k=$((k + 1)); done
+    ind 64 0 $WR 301 0 48 6
+    ind 64 1 $RD 302 0 48 6
+} > "$D/indirect-big"
+
+# Persistent grants with more segments than IOV_MAX (1100 one-sector
+# segments of the same two grants) on a 1 MiB image: the data then goes
+# through the bounce buffer.
+{
+    hdr $B0_PERSIST $B1_INDMAX 64
+    grants
+    ring_hdr 2
+    chunk 6 0 $((1100 * 8))
+    k=0; while [ $k -lt 1100 ]; do le32 $((1 + k % 2)); b $((k % 8)) $((k % 8)) 0 0; k=$((k + 1)); done
+    ind 64 0 $RD 311 0 1100 6 7 8
+    ind 64 1 $WR 312 8 1100 6 7 8
+} > "$D/persistent-iovmax"
+
+# Grants that change between rounds: ref 12 (read-only) is mapped
+# persistently for a WRITE, then made writable and read into; ref 1 is
+# revoked while mapped (the mapping stays usable, as on Xen).  The qcow2
+# image grows before the last round, and a write lands beyond its old end.
+{
+    hdr $((B0_PERSIST | B0_QCOW2)) 0 $(((2 << 4) | 128)) 1 2 0 0 0 0 0 $((12 | 32)) $((1 | 64))
+    grants
+    ring_hdr 1
+    rw 64 0 $WR 321 0 12 0 7 1 0 7
+    rw 64 1 $RD 322 0 12 0 7
+    rw 64 2 $WR 323 128 2 0 7
+    rw 64 3 $RD 324 0 1 0 7
+} > "$D/grant-edit-grow"
