@@ -90,8 +90,10 @@ wait_for 10 xenstore-read "/local/domain/$DOM/name" || diag "domain $DOM did not
     diag "attach failed: $(cat "$T/attach.out")"
 # busy: wait until the load has made the backend touch bounce memory
 busy() { [ "$(status RssAnon)" -gt 28672 ]; }
-wait_for 20 busy
-ok "under load the backend uses bounce memory ($(status RssAnon) KiB private)" busy
+# (judged on what wait_for saw: a second sample can land in a moment the
+# queue went idle and gave the memory back, as it should)
+busy_ok=0; wait_for 20 busy || busy_ok=1
+ok "under load the backend uses bounce memory (> 28672 KiB private seen)" test "$busy_ok" = 0
 kill -STOP "$FP"
 # what stays: the request pools (segment, copy and grant arrays, ~9 MiB a
 # queue once every slot was used)
