@@ -94,7 +94,6 @@ struct vf_shadow {
 	uint32_t ind_frame;       /* indirect pages, contiguous (0 = none) */
 	grant_ref_t *grefs;       /* per-request grants, or persistent ones (0 = none yet) */
 	grant_ref_t ind_grefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
-	uint64_t start_ns;
 	unsigned next_free;
 };
 

@@ -289,7 +289,6 @@ static int send_part(struct qrun *qr, struct vf_io *io, unsigned id, uint64_t of
 	}
 	q->states[id].pending = true;
 	q->states[id].operation = req.operation == BLKIF_OP_INDIRECT ? req.indirect_op : req.operation;
-	s->start_ns = now_ns();
 	vf_ring_put(&q->ring, &req);
 	atomic_fetch_add(&d->stats.reqs, 1);
 	qr->pushed = true;
@@ -508,6 +507,7 @@ struct phase {
 	uint64_t ios, bytes;      /* budgets; 0 = unlimited */
 	uint64_t ios_gen, bytes_gen;
 	uint64_t deadline_ns;     /* 0 = none */
+	uint64_t now_ns;          /* read once per pass of run_phase, for the deadline */
 	bool wrote;               /* a write or discard was issued */
 	bool flush_only;          /* the closing flush: one FLUSH, even when stopping */
 };
@@ -546,7 +546,7 @@ static bool next_io(struct qrun *qr, struct phase *ph, struct vf_io_desc *out)
 	for (;;) {
 		if ((ph->ios && ph->ios_gen >= ph->ios) || (ph->bytes && ph->bytes_gen >= ph->bytes))
 			return false;
-		if (ph->deadline_ns && now_ns() >= ph->deadline_ns)
+		if (ph->deadline_ns && ph->now_ns >= ph->deadline_ns)
 			return false;
 		vf_workload_next(&ph->wl, out);
 		if (out->op == VF_OP_FLUSH && !(d->flush || d->barrier))
@@ -572,6 +572,9 @@ static void run_phase(struct qrun *qr, struct phase *ph)
 	uint64_t last = now_ns(), gone_at = 0;
 
 	for (;;) {
+		/* One clock read per pass for the deadline, not one per I/O
+		 * (it was a fifth of the front's time at 4 KiB). */
+		ph->now_ns = now_ns();
 		if (atomic_load(&qr->d->backend_gone) && !gone_at)
 			gone_at = now_ns();
 		if ((atomic_load(&vf_stop) && !ph->flush_only) || q->broken || gone_at)
@@ -612,7 +615,7 @@ static void run_phase(struct qrun *qr, struct phase *ph)
 		if (q->broken)
 			break;
 		if (reap(qr)) {
-			last = now_ns();
+			last = ph->now_ns;
 			continue;
 		}
 		if (q->broken)
