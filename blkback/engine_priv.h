@@ -165,7 +165,8 @@ struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq);
 size_t io_bounce_bytes(const struct eng_queue *q, const struct blkreq *rq);
 /* Persistent mode: hold the grants of every segment (rule 16). */
 struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq);
-void io_release_grants(struct eng_queue *q, struct blkreq *rq);
+/* now: now_ns(), the grants' last use (for the idle purge). */
+void io_release_grants(struct eng_queue *q, struct blkreq *rq, uint64_t now);
 
 static inline void stat_add(struct dev_stats *s, _Atomic uint64_t *field, uint64_t n)
 {

@@ -89,17 +89,15 @@ struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
 	STAT_ADD(e, grant_ops, maps);
 	STAT_ADD(e, persistent_hits, hits);
 	if (r < 0 && r != -ENOSPC) {
-		io_release_grants(q, rq);
+		io_release_grants(q, rq, now_ns());
 		return fail(r == -EBUSY ? "grant already in use by another request"
 					: "cannot map granted page");
 	}
 	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
 }
 
-void io_release_grants(struct eng_queue *q, struct blkreq *rq)
+void io_release_grants(struct eng_queue *q, struct blkreq *rq, uint64_t now)
 {
-	uint64_t now = now_ns();
-
 	pgrant_begin(q->pg);
 	for (unsigned i = 0; i < rq->held; i++)
 		if (rq->grant[i].pg)

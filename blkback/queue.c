@@ -72,7 +72,7 @@ static void push_and_unlock(struct eng_queue *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-static void trace_request(struct eng_queue *q, struct blkreq *rq, int16_t status)
+static void trace_request(struct eng_queue *q, struct blkreq *rq, int16_t status, uint64_t now)
 {
 	struct engine *e = q->e;
 	struct trace_rec t;
@@ -81,7 +81,7 @@ static void trace_request(struct eng_queue *q, struct blkreq *rq, int16_t status
 		return;
 	memset(&t, 0, sizeof(t));
 	t.start_ns = rq->start_ns;
-	t.done_ns = now_ns();
+	t.done_ns = now;
 	t.sector = rq->wire.sector_number;
 	t.nr_sectors = rq->sectors > UINT32_MAX ? UINT32_MAX : (uint32_t)rq->sectors;
 	t.domid = e->p.domid;
@@ -97,13 +97,14 @@ static void trace_request(struct eng_queue *q, struct blkreq *rq, int16_t status
 static void answer_locked(struct eng_queue *q, struct blkreq *rq, int16_t status)
 {
 	struct engine *e = q->e;
+	uint64_t now = e->p.trace || rq->held ? now_ns() : 0; /* one clock read for both */
 
 	if (rq->held)
-		io_release_grants(q, rq);
+		io_release_grants(q, rq, now);
 	if (rq->counted && e->p.stats)
 		stats_end(e->p.stats, rq->sop, rq->start_ns, rq->sectors,
 			  status == BLKIF_RSP_OKAY);
-	trace_request(q, rq, status);
+	trace_request(q, rq, status, now);
 
 	pthread_mutex_lock(&q->lock);
 	ring_put_response(&q->ring, rq->wire.id, req_response_op(&rq->wire), status);
