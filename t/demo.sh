@@ -110,8 +110,8 @@ say "cat $D/stat   (the 17 fields of /sys/block/<dev>/stat)"
 cat "$D/stat"
 say "cat $D/stats"
 cat "$D/stats"
-say "head -n 8 $D/requests   (live, one line per completed request)"
-head -n 8 "$D/requests"
+say "tail -n 8 $D/requests   (the latest of the live log, one line per completed request)"
+tail -n 8 "$D/requests"
 say "iostat -x -f $M 1 2"
 iostat -x -f "$M" 1 2 | awk '/^Device/ || /^vbd-/' | tail -n 2
 say "mount -o ro,loop $D/disk $W/fs   (the live disk, while the guest uses it)"
@@ -125,7 +125,7 @@ say "try it yourself (in another terminal)"
 cat <<EOF
   ls -l $M/ $M/demo-xvda/
   cat $D/stats
-  cat $D/requests              # follows the guest's I/O; Ctrl-C to stop
+  tail -f $D/requests          # follows the guest's I/O; Ctrl-C to stop
   iostat -x -f $M 1
   cat $D/info; cat $D/map
   mount -o ro,loop $D/disk /mnt && ls /mnt && umount /mnt
