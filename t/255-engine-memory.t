@@ -98,8 +98,9 @@ kill -STOP "$FP"
 # what stays: the request pools (segment, copy and grant arrays, ~9 MiB a
 # queue once every slot was used)
 idle() { [ "$(status RssAnon)" -lt 20480 ]; }
-wait_for 10 idle
-idle_ok=0; idle || idle_ok=1
+# (the release comes within IDLE_CHECK_MS of the last completion; a loaded
+# 2-core machine has been seen to take over 10 s to get there)
+idle_ok=0; wait_for 30 idle || idle_ok=1
 ok "guest idle (still connected): private memory back to $(status RssAnon) KiB < 20480 KiB" \
     test $idle_ok = 0
 [ $idle_ok = 0 ] || grep -E "Rss|Threads" "/proc/$EB_PID/status" | sed 's/^/# idle: /' >&2
