@@ -10,8 +10,9 @@
 #    the real XenBus backend and request engine (t/helpers/engback: what
 #    vbdfs serves, without FUSE) on the simulated hypervisor (simd) to
 #    vbd-front, the simulated guest, with its defaults (as Linux blkfront:
-#    one ring page, persistent grants, indirect segments where asked).
-#    That is three processes: vbd-front (one thread per queue, here one),
+#    one ring page, persistent grants, indirect segments where asked, and
+#    one queue per CPU up to 4: here 2; QD32 is per queue).
+#    That is three processes: vbd-front (one thread per queue),
 #    the backend (per queue one intake thread, which also answers small
 #    reads found in the page cache, and one I/O worker per CPU), and the
 #    simulator (idle during the run: event channels are eventfds, memory is
@@ -29,6 +30,11 @@
 #    The load average is printed before and after: on a loaded machine the
 #    engine, which needs several threads to wake each other up, loses more
 #    than a loop that never sleeps.
+#  - one queue (--queues 1) is measured too, for information: one ring is
+#    then a ping-pong of wake-ups between the guest's thread and the
+#    backend's intake thread, each half idle; on an idle virtual machine
+#    waking a halted vCPU is slow, and this row got 23-27 % on a quiet
+#    2-CPU VM where the default (2 queues) got 72-93 %.
 #  - 1 MiB sequential reads run at queue depth 4 (4 x 256 segments + 4
 #    indirect pages = 1028 grants), which fits in the backend's persistent
 #    grant cache (1056 grants, as Linux blkback, rule 16): every segment is
@@ -38,7 +44,7 @@
 #
 #   bench/engine.sh [SECONDS]        (run from the source tree after make tests)
 #   ENGINE_BENCH_ARGS="--persistent off" bench/engine.sh   extra vbd-front options
-#   ENGINE_BENCH_QUEUES=2 bench/engine.sh                  vbd-front queues (default 1)
+#   ENGINE_BENCH_QUEUES=2 bench/engine.sh                  vbd-front queues (default: its own, one per CPU up to 4)
 set -eu
 SECS=${1:-5}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +80,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 front() {
     DOM=$1; shift
     # shellcheck disable=SC2086
-    "$B/vbd-front" --sim "$T/sim" --domid $DOM --wait --json --rw read --queues ${ENGINE_BENCH_QUEUES:-1} \
+    "$B/vbd-front" --sim "$T/sim" --domid $DOM --wait --json --rw read ${ENGINE_BENCH_QUEUES:+--queues $ENGINE_BENCH_QUEUES} \
         --duration "${SECS}s" ${ENGINE_BENCH_ARGS:-} "$@" xvda >"$T/front.json" 2>"$T/front.log" &
     fp=$!
     i=0; while ! xenstore-read "/local/domain/$DOM/name" >/dev/null 2>&1 && [ $i -lt 100 ]; do
@@ -121,6 +127,7 @@ bench() {
 
 echo "engine.sh: ${SECS} s per run, $(nproc) CPUs, load average $(load)"
 bench "4 KiB random read, QD32" 11 4096 rand 2 IOPS 50 --pattern rand --bs 4k --qd 32
+bench "  ... on one queue" 14 4096 rand 2 IOPS 0 --pattern rand --bs 4k --qd 32 --queues 1
 bench "1 MiB sequential read, QD4" 12 1048576 seq 4 MiB/s 80 --pattern seq --bs 1M --qd 4 --indirect 256
 bench "1 MiB sequential read, QD32" 13 1048576 seq 4 MiB/s 0 --pattern seq --bs 1M --qd 32 --indirect 256
 echo "engine.sh: load average now $(load)"
