@@ -506,7 +506,7 @@ static void read_row(struct xs_handle *xs, const char *be, struct row *r)
 	if (xb_image_spec(params, have_fmt ? fmt : NULL, ro,
 			  strcmp(r->type, "vbd") == 0 ? "raw" : NULL, &f, r->image,
 			  sizeof(r->image), err, sizeof(err)) < 0)
-		snprintf(r->image, sizeof(r->image), "%s", params);
+		snprintf(r->image, sizeof(r->image), "%.*s", (int)sizeof(r->image) - 1, params);
 	snprintf(r->format, sizeof(r->format), "%s", f ? f : "probe");
 	snprintf(path, sizeof(path), "%s/error", be);
 	if (!rd(xs, XBT_NULL, path, r->error, sizeof(r->error)))

@@ -203,7 +203,7 @@ static void kv_rm(struct kv *kv, unsigned *n, const char *key)
 static int dev_write(struct xb_dev *d, const struct kv *kv, unsigned n, int state)
 {
 	struct xs_handle *xs = d->xb->xs;
-	char path[XB_PATH_MAX + 64], sval[8];
+	char path[XB_PATH_MAX + 64], sval[12];
 	int r = -EAGAIN;
 
 	for (int tries = 0; tries < XB_TXN_TRIES; tries++) {
