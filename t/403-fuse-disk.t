@@ -11,14 +11,8 @@ need_cmd jq jq
 PROBE=$VBDFS_BUILD/t/helpers/fuseprobe
 plan 29
 
-# Images with a pattern of data, zeros and holes.
-fill() { # IMG FMT
-    qemu-io -f "$2" -c 'write -P 0x11 0 64k' -c 'write -P 0x22 1M 192k' \
-        -c 'write -P 0x33 5M 4k' -c 'write -z 6M 64k' -c 'write -P 0x44 15M 1M' "$1" >/dev/null
-}
-qemu-img create -q -f raw "$T/a.raw" 16M && fill "$T/a.raw" raw
-qemu-img create -q -f qcow2 "$T/b.qcow2" 16M && fill "$T/b.qcow2" qcow2
-qemu-img convert -c -O qcow2 "$T/a.raw" "$T/c.qcow2"
+# raw, qcow2 and compressed qcow2 images with one pattern (lib-fuse.sh)
+pattern_images
 qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 "$T/d.qcow2" && \
     qemu-io -f qcow2 -c 'write -P 0x55 1088k 64k' -c 'write -P 0x66 8M 128k' "$T/d.qcow2" >/dev/null
 diag "compressed clusters: $(qemu-img map --output=json "$T/c.qcow2" | jq '[.[] | select(.data and (.offset == null))] | length') extents without offset"

@@ -11,13 +11,8 @@ need_cmd qemu-io qemu-utils
 PROBE=$VBDFS_BUILD/t/helpers/fuseprobe
 plan 13
 
-fill() { # IMG FMT
-    qemu-io -f "$2" -c 'write -P 0x11 0 64k' -c 'write -P 0x22 1M 192k' \
-        -c 'write -P 0x33 5M 4k' -c 'write -z 6M 64k' -c 'write -P 0x44 15M 1M' "$1" >/dev/null
-}
-qemu-img create -q -f raw "$T/a.raw" 16M && fill "$T/a.raw" raw
-qemu-img create -q -f qcow2 "$T/b.qcow2" 16M && fill "$T/b.qcow2" qcow2
-qemu-img convert -c -O qcow2 "$T/a.raw" "$T/c.qcow2"
+# raw, qcow2 and compressed qcow2 images with one pattern (lib-fuse.sh)
+pattern_images
 
 # blocks FILE FLAG : 4 KiB blocks 0, 256, 257, 1280, 3840..3843 of FILE
 # read with dd FLAG (iflag=direct or none), one file

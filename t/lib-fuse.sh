@@ -8,6 +8,19 @@ M=$T/mnt
 CTL=$T/ctl
 _tseq=0
 
+# pattern_images : 16 MiB images with the same pattern of data, zeros and
+# holes: $T/a.raw, $T/b.qcow2 and $T/c.qcow2 (a.raw, zlib-compressed)
+pattern_images() {
+    for _pi in "raw a.raw" "qcow2 b.qcow2"; do
+        set -- $_pi
+        qemu-img create -q -f "$1" "$T/$2" 16M
+        qemu-io -f "$1" -c 'write -P 0x11 0 64k' -c 'write -P 0x22 1M 192k' \
+            -c 'write -P 0x33 5M 4k' -c 'write -z 6M 64k' -c 'write -P 0x44 15M 1M' \
+            "$T/$2" >/dev/null
+    done
+    qemu-img convert -c -O qcow2 "$T/a.raw" "$T/c.qcow2"
+}
+
 # start_tree [fusetree options] : mount the tree at $M, driven through $CTL
 start_tree() {
     mkdir -p "$M"
