@@ -29,41 +29,7 @@
 #define MAX_OP (48u << 10)
 #define PIECE 4096u
 
-struct op {
-	uint64_t off, len;
-	uint8_t v;
-	bool zero;
-};
-
-static uint64_t mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
-static struct op op_of(uint64_t seed, uint64_t j)
-{
-	uint64_t r = mix(seed * 1000003 + j);
-	struct op o;
-	o.len = 1 + r % MAX_OP;
-	o.off = mix(r) % DISK;
-	if (mix(r + 1) % 4) {
-		o.off &= ~511ull;
-		o.len = (o.len + 511) & ~511ull;
-	}
-	if (o.len > DISK - o.off)
-		o.len = DISK - o.off;
-	o.v = (uint8_t)(mix(r + 2) | 1);
-	o.zero = mix(r + 3) % 8 == 0;
-	return o;
-}
-
-static uint8_t op_byte(const struct op *o, uint64_t p)
-{
-	return o->zero ? 0 : (uint8_t)(o->v + (p >> 9));
-}
+#include "write-ops.h" /* struct op, mix(), op_of(), op_byte() */
 
 static bool flush_after(uint64_t seed, uint64_t j)
 {
