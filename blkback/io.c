@@ -112,10 +112,11 @@ void io_release_grants(struct eng_queue *q, struct blkreq *rq, uint64_t now)
  * segment held through a persistent grant is read or written in place in
  * the mapped guest page (no copy at all); the others sit in the bounce
  * buffer at their offset in the request.  Adjacent pieces merge into one
- * iovec.  0 if there would be more than IOV_MAX: then everything goes
- * through the bounce buffer.
+ * iovec.  If there would be more than IOV_MAX, everything goes through the
+ * bounce buffer instead, as one iovec, and *in_place is false.  Returns
+ * the number of iovecs in rq->iov.
  */
-static int build_iov(struct blkreq *rq)
+static int build_iov(struct blkreq *rq, bool *in_place)
 {
 	int n = 0;
 	size_t off = 0;
@@ -131,10 +132,14 @@ static int build_iov(struct blkreq *rq)
 			rq->iov[n - 1].iov_len += len;
 			continue;
 		}
-		if (n == IOV_MAX)
-			return 0;
+		if (n == IOV_MAX) {
+			rq->iov[0] = (struct iovec){ rq->buf, rq->sectors * SECTOR };
+			*in_place = false;
+			return 1;
+		}
 		rq->iov[n++] = (struct iovec){ base, len };
 	}
+	*in_place = true;
 	return n;
 }
 
@@ -299,21 +304,20 @@ size_t io_bounce_bytes(const struct eng_queue *q, const struct blkreq *rq)
 static int16_t do_read(struct eng_queue *q, struct blkreq *rq)
 {
 	size_t len = rq->sectors * SECTOR;
+	bool in_place;
 	int n, r;
 
 	if (!rq->held)
 		return rw_chunked(q, rq, false);
-	n = build_iov(rq);
-	struct iovec whole = { rq->buf, len };
-	r = n ? img_preadv(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR)
-	      : img_preadv(q->e->p.img, &whole, 1, rq->wire.sector_number * SECTOR);
+	n = build_iov(rq, &in_place);
+	r = img_preadv(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR);
 	if (r > 0 && (size_t)r != len)
 		r = -EIO;
 	if (r < 0) {
 		io_error(q, rq, "read", r);
 		return status_of(r);
 	}
-	if (move_data(q, rq, true, n > 0) < 0) {
+	if (move_data(q, rq, true, in_place) < 0) {
 		io_error(q, rq, "grant copy to guest", -EFAULT);
 		return BLKIF_RSP_ERROR;
 	}
@@ -347,8 +351,10 @@ bool io_read_cached(struct eng_queue *q, struct blkreq *rq, int16_t *status)
 		}
 		return true;
 	}
-	n = build_iov(rq);
-	if (!n || img_preadv_nowait(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR) < 0)
+	bool in_place;
+	n = build_iov(rq, &in_place);
+	if (!in_place ||
+	    img_preadv_nowait(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR) < 0)
 		return false;
 	*status = BLKIF_RSP_OKAY;
 	if (move_data(q, rq, true, true) < 0) {
@@ -361,18 +367,17 @@ bool io_read_cached(struct eng_queue *q, struct blkreq *rq, int16_t *status)
 static int16_t do_write(struct eng_queue *q, struct blkreq *rq)
 {
 	size_t len = rq->sectors * SECTOR;
+	bool in_place;
 	int n, r;
 
 	if (!rq->held)
 		return rw_chunked(q, rq, true);
-	n = build_iov(rq);
-	struct iovec whole = { rq->buf, len };
-	if (move_data(q, rq, false, n > 0) < 0) {
+	n = build_iov(rq, &in_place);
+	if (move_data(q, rq, false, in_place) < 0) {
 		io_error(q, rq, "grant copy from guest", -EFAULT);
 		return BLKIF_RSP_ERROR;
 	}
-	r = n ? img_pwritev(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR)
-	      : img_pwritev(q->e->p.img, &whole, 1, rq->wire.sector_number * SECTOR);
+	r = img_pwritev(q->e->p.img, rq->iov, n, rq->wire.sector_number * SECTOR);
 	if (r > 0 && (size_t)r != len)
 		r = -EIO;
 	if (r < 0)
