@@ -8,31 +8,12 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sim-lib.sh"
 need_cmd xenstore-read xenstore-utils
-ENGBACK=$VBDFS_BUILD/t/helpers/engback
 [ -x "$VBD_FRONT" ] || skip_all "vbd-front not built"
 plan 27
 sim_start
-"$ENGBACK" --sim "$SIM" --max-queues 4 >"$T/eb.out" 2>"$T/eb.err" &
-EB_PID=$!
-at_exit "kill $EB_PID 2>/dev/null; wait $EB_PID 2>/dev/null"
-wait_for 10 grep -q ready "$T/eb.out" || bail_out "engback did not start: $(cat "$T/eb.err")"
+. "$(dirname "$0")/engback-lib.sh"
+engback_start --max-queues 4
 truncate -s 64M "$T/a.img"
-
-DOM=20
-# guest "vbd-front options": a fresh domain runs them against xvda
-guest() {
-    DOM=$((DOM + 1))
-    "$VBD_FRONT" --sim "$SIM" --domid "$DOM" --wait --timeout 20s "$@" xvda \
-        >"$T/f.out" 2>"$T/f.err" &
-    _fp=$!
-    wait_for 10 xenstore-read "/local/domain/$DOM/name" || diag "domain $DOM did not appear"
-    "$VBDCTL" --sim "$SIM" attach "$DOM" xvda "$T/a.img" --format raw >"$T/attach.out" 2>&1 ||
-        diag "attach failed: $(cat "$T/attach.out")"
-    wait "$_fp"
-    _rc=$?
-    [ $_rc = 0 ] || { grep -hv '^PASS' "$T/f.out" "$T/f.err" | sed 's/^/#   /' | tail -n 25 >&2; }
-    return $_rc
-}
 
 MIX="--verify --rw mix --pattern rand --ios 1500 --bs 16k --indirect 32 --flush-every 100 --discard-every 50"
 for abi in x86_64 x86_32; do

@@ -12,7 +12,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sim-lib.sh"
 need_cmd xenstore-read xenstore-utils
-ENGBACK=$VBDFS_BUILD/t/helpers/engback
 [ -x "$VBD_FRONT" ] || skip_all "vbd-front not built"
 [ -r /proc/self/status ] || skip_all "needs /proc/PID/status"
 BUDGET_MIB=32 # ENGINE_BOUNCE_BUDGET (blkback/engine.h), per queue
@@ -21,31 +20,12 @@ SLACK_MIB=24  # code, libraries, request pools (~9 MiB a queue); before the fix:
 BOUND_KIB=$(( (QUEUES * BUDGET_MIB + SLACK_MIB) * 1024 ))
 plan 9
 sim_start
-"$ENGBACK" --sim "$SIM" --max-queues 4 >"$T/eb.out" 2>"$T/eb.err" &
-EB_PID=$!
-at_exit "kill $EB_PID 2>/dev/null; wait $EB_PID 2>/dev/null"
-wait_for 10 grep -q ready "$T/eb.out" || bail_out "engback did not start: $(cat "$T/eb.err")"
+. "$(dirname "$0")/engback-lib.sh"
+engback_start --max-queues 4
 truncate -s 256M "$T/a.img"
 
 # status FIELD: the backend's /proc/PID/status value in KiB
 status() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$EB_PID/status"; }
-
-DOM=20
-# guest "vbd-front options": a fresh domain runs them against xvda; with
-# --hold the guest then sleeps (connected, idle) until $T/release exists
-guest() {
-    DOM=$((DOM + 1))
-    "$VBD_FRONT" --sim "$SIM" --domid "$DOM" --wait --timeout 20s "$@" xvda \
-        >"$T/f.out" 2>"$T/f.err" &
-    _fp=$!
-    wait_for 10 xenstore-read "/local/domain/$DOM/name" || diag "domain $DOM did not appear"
-    "$VBDCTL" --sim "$SIM" attach "$DOM" xvda "$T/a.img" --format raw >"$T/attach.out" 2>&1 ||
-        diag "attach failed: $(cat "$T/attach.out")"
-    wait "$_fp"
-    _rc=$?
-    [ $_rc = 0 ] || { grep -hv '^PASS' "$T/f.out" "$T/f.err" | sed 's/^/#   /' | tail -n 25 >&2; }
-    return $_rc
-}
 
 # sample_anon: the largest RssAnon seen, into $T/anon.max, until $T/stop
 sample_anon() {
