@@ -9,9 +9,10 @@
  * zero clusters and unallocated space are holes.
  *
  * Read-ahead: a sequential reader (several reads in a row, each starting
- * near where the previous ended) gets the next `readahead_mib` MiB fetched
- * ahead in RA_CHUNK pieces by a small pool of worker threads, so the
- * decompression of compressed clusters runs in parallel with the reader.
+ * near where the previous ended) of compressed clusters gets the next
+ * `readahead_mib` MiB fetched ahead in RA_CHUNK pieces by a small pool of
+ * worker threads, so their decompression runs in parallel with the reader.
+ * (Plain data is left to the kernel's read-ahead; fs.c sets its window.)
  * Each open file has at most RA_SLOTS chunks; a chunk is only used if no
  * write (guest or FUSE) completed since it was fetched.
  */
@@ -330,6 +331,28 @@ static size_t from_slots(struct diskh *d, char *buf, uint64_t off, size_t len)
 	return done;
 }
 
+/*
+ * Whether [off, off+len) holds compressed clusters.  Only those gain from
+ * being read ahead here: plain data is one page-cache copy away, and the
+ * kernel's own read-ahead already asks for it on several workers, so
+ * staging it in slots would only add a copy.  Unknown counts as yes.
+ */
+static bool has_compressed(struct img *img, uint64_t off, uint64_t len)
+{
+	uint64_t size = img_size(img), end = off < size && len < size - off ? off + len : size;
+
+	for (unsigned i = 0; off < end; i++) {
+		struct img_extent e;
+
+		if (i == 64 || img_block_status(img, off, end - off, &e) < 0 || e.length == 0)
+			return true;
+		if (e.type == IMG_EXT_DATA && e.compressed)
+			return true;
+		off += e.length;
+	}
+	return false;
+}
+
 void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct diskh *d = (struct diskh *)(uintptr_t)fi->fh;
@@ -361,7 +384,7 @@ void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
 			d->seq = 0;
 		if (end > d->hi_end || d->seq == 0)
 			d->hi_end = end;
-		if (d->seq >= SEQ_TRIGGER)
+		if (d->seq >= SEQ_TRIGGER && has_compressed(d->img, end, RA_CHUNK))
 			prefetch(d, end);
 		got = from_slots(d, buf, (uint64_t)off, size);
 		pthread_mutex_unlock(&d->lock);
