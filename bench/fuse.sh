@@ -137,15 +137,18 @@ for spec in raw:disk.raw:raw:1:2.0 qcow2:plain.qcow2:qcow2:2:2.0 zlib-qcow2:zlib
     xm_stop
     [ "$fmt" = raw ] && [ "$s_x" != 0 ] || s_x=- r_x=- p_x=-
     # Goals against xmount: at least equal on sequential raw reads.
+    # The random-read goal (1.5x qsd) is for raw and plain qcow2; zlib
+    # random reads are printed for information.
+    rgoal=1.5; [ "$name" = zlib-qcow2 ] && rgoal=-
     for row in "sequential read MB/s:$s_v:$s_q:$s_x:$goal:1.0" \
-               "4k random IOPS, 1 thr:$r_v:$r_q:$r_x:1.5:-" \
-               "4k random IOPS, 4 thr:$p_v:$p_q:$p_x:1.5:-"; do
+               "4k random IOPS, 1 thr:$r_v:$r_q:$r_x:$rgoal:-" \
+               "4k random IOPS, 4 thr:$p_v:$p_q:$p_x:$rgoal:-"; do
         IFS=: read -r w v q x g gx <<EOR
 $row
 EOR
         [ "$x" = - ] && gx=-
         printf '%-11s %-21s %8s %8s %8s %7s %6s %7s %6s\n' "$name" "$w" "$v" "$q" "$x" \
-            "$(ratio "$v" "$q")" "${g}x" "$(ratio "$v" "$x")" "$([ "$gx" = - ] && echo - || echo "${gx}x")"
+            "$(ratio "$v" "$q")" "$([ "$g" = - ] && echo - || echo "${g}x")" "$(ratio "$v" "$x")" "$([ "$gx" = - ] && echo - || echo "${gx}x")"
     done
 done
 echo "(load average during the run: $(cut -d' ' -f1-3 /proc/loadavg); nproc $(nproc))"
