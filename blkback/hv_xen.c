@@ -30,8 +30,10 @@
 
 #include <xenevtchn.h>
 #include <xengnttab.h>
+#include <xenstore.h>
 #include <xentoollog.h>
 #include <xen/grant_table.h>
+#include <xen/xen.h>
 
 #include "util/log.h"
 
@@ -340,6 +342,31 @@ static const struct hv_ops xen_ops = {
 	.close = xen_close,
 };
 
+/*
+ * Our own domain id: 0 in dom0, the driver domain's id elsewhere.  xenbus
+ * serves /local/domain/<it>/backend.  The toolstack writes it to our home
+ * directory in xenstore, where a relative path starts; if it is missing
+ * or unreadable we are taken to be dom0, as before.
+ */
+static uint16_t xen_self_domid(void)
+{
+	struct xs_handle *xs = xs_open(0);
+	unsigned int len = 0;
+	char *v = xs ? xs_read(xs, XBT_NULL, "domid", &len) : NULL;
+	char *end = NULL;
+	unsigned long id = v ? strtoul(v, &end, 10) : 0;
+	uint16_t self = 0;
+
+	if (v && end != v && *end == '\0' && id < DOMID_FIRST_RESERVED)
+		self = (uint16_t)id;
+	else if (v)
+		log_warn("xenstore says our domid is '%s'; taking 0", v);
+	free(v);
+	if (xs)
+		xs_close(xs);
+	return self;
+}
+
 struct hv *hv_open_xen(char *err, size_t errlen)
 {
 	struct hv_xen *x;
@@ -375,6 +402,9 @@ struct hv *hv_open_xen(char *err, size_t errlen)
 	if (xengnttab_set_max_grants(x->gt, XEN_MAX_MAPPED_GRANTS) < 0)
 		log_debug("xengnttab_set_max_grants: %s", strerror(errno));
 	x->hv.ops = &xen_ops;
-	x->hv.self_domid = 0;
+	x->hv.self_domid = xen_self_domid();
+	if (x->hv.self_domid)
+		log_info("running in domain %u: serving /local/domain/%u/backend",
+			 x->hv.self_domid, x->hv.self_domid);
 	return &x->hv;
 }

@@ -305,10 +305,13 @@ probe_domu() {
     sed "s/^/$n| /" $VL/$n.log
     check $n-probe-clean-exit [ "$rc" = 0 ]
     check $n-probe-served grep -q 'served reads=[1-9].* writes=[1-9].* errors=0' $VL/$n.log
+    # hv_xen reads its own domid from xenstore ("domid" in its home).
+    check $n-probe-self-domid grep -q ', backend dom0,' $VL/$n.log
 }
 
 if section probe; then
     say "vbdfs: hvprobe serves a real blkfront through hv_xen.c"
+    vcheck dom0-domid-key [ "$(xenstore-read /local/domain/0/domid)" = 0 ]
     VBDFS_RAMDISK=/var/lib/xenlab/vbdfs-domU.cpio
     VBDFS_KARGS=
     probe_domu vbdfs-probe-copy ""

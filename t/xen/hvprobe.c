@@ -352,8 +352,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hvprobe: no new device under %s\n", argv[i]);
 		return 1;
 	}
-	printf("hvprobe: device %s frontend %s (dom%u), data by %s\n", d.be, d.fe, d.domid,
-	       d.use_map ? "grant map" : "grant copy");
+	printf("hvprobe: device %s frontend %s (dom%u), backend dom%u, data by %s\n", d.be,
+	       d.fe, d.domid, hv->self_domid, d.use_map ? "grant map" : "grant copy");
 	if (ring_order)
 		xs_put(d.be, "max-ring-page-order", "%u", ring_order);
 	xs_put(d.be, "state", "2");
