@@ -22,12 +22,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <mntent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -1160,11 +1163,91 @@ static void raise_kernel_readahead(const char *mountpoint)
 	log_debug("fusefs: cannot set %s: %s", path, strerror(errno));
 }
 
+/*
+ * A vbdfs that died (kill -9, a crash) leaves its mount behind, dead: every
+ * access fails with ENOTCONN until it is unmounted, so a restart (systemd's
+ * Restart=on-failure) could never mount again.  If the mount point is such
+ * a mount and it is ours (type fuse.vbdfs), detach it.  True if it did.
+ */
+static bool detach_dead_mount(const char *mountpoint)
+{
+	char path[PATH_MAX], parent[PATH_MAX], abs[PATH_MAX];
+	const char *base;
+	char *slash;
+	struct mntent *m;
+	bool ours = false;
+	FILE *f;
+
+	/* The mount table has canonical paths; the dead directory itself
+	 * cannot be resolved, so resolve its parent. */
+	if (snprintf(path, sizeof(path), "%s", mountpoint) >= (int)sizeof(path))
+		return false;
+	while (strlen(path) > 1 && path[strlen(path) - 1] == '/')
+		path[strlen(path) - 1] = '\0';
+	slash = strrchr(path, '/');
+	base = slash ? slash + 1 : path;
+	if (slash)
+		*slash = '\0';
+	if (!realpath(slash ? (path[0] ? path : "/") : ".", parent) ||
+	    snprintf(abs, sizeof(abs), "%s/%s", strcmp(parent, "/") ? parent : "", base) >=
+		    (int)sizeof(abs))
+		return false;
+
+	f = setmntent("/proc/self/mounts", "r");
+	while (f && (m = getmntent(f)))
+		if (!strcmp(m->mnt_dir, abs) && !strcmp(m->mnt_type, "fuse.vbdfs"))
+			ours = true;
+	if (f)
+		endmntent(f);
+	if (!ours)
+		return false;
+	if (umount2(abs, MNT_DETACH) != 0) {
+		log_warn("%s: cannot detach the dead mount a previous vbdfs left: %s", abs,
+			 strerror(errno));
+		return false;
+	}
+	log_warn("%s: a previous vbdfs died and left its mount; detached it", abs);
+	return true;
+}
+
+/* stat() through an open directory: on a dead FUSE mount stat() alone can
+ * succeed from the kernel's attribute cache, while open() always asks the
+ * (gone) daemon and fails with ENOTCONN. */
+static int stat_dir(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return errno == ENOTDIR || errno == EACCES ? stat(path, st) : -1;
+	rc = fstat(fd, st);
+	close(fd);
+	return rc;
+}
+
+int vbdfs_fuse_check_mountpoint(const char *mountpoint, char *err, size_t errlen)
+{
+	struct stat st;
+	int rc = stat_dir(mountpoint, &st);
+
+	if (rc != 0 && errno == ENOTCONN && detach_dead_mount(mountpoint))
+		rc = stat_dir(mountpoint, &st);
+	if (rc != 0) {
+		snprintf(err, errlen, "mount point %s: %s%s", mountpoint, strerror(errno),
+			 errno == ENOTCONN ? " (a dead FUSE mount: try fusermount3 -uz)" : "");
+		return -ENOTDIR;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "mount point %s: not a directory", mountpoint);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
 int vbdfs_fuse_start(const char *mountpoint, const struct vbdfs_fuse_opts *o,
 		     char *err, size_t errlen)
 {
 	struct vbd *list[MAX_DEVS];
-	struct stat st;
 	size_t n;
 	int rc;
 
@@ -1172,11 +1255,9 @@ int vbdfs_fuse_start(const char *mountpoint, const struct vbdfs_fuse_opts *o,
 		snprintf(err, errlen, "the /vbd tree is already mounted");
 		return -EBUSY;
 	}
-	if (stat(mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "mount point %s: %s", mountpoint,
-			 errno ? strerror(errno) : "not a directory");
-		return -ENOTDIR;
-	}
+	rc = vbdfs_fuse_check_mountpoint(mountpoint, err, errlen);
+	if (rc)
+		return rc;
 	memset(&fs_conf, 0, sizeof(fs_conf));
 	fs_conf.writable = o->writable;
 	fs_conf.allow_other = o->allow_other;

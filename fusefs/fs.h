@@ -35,6 +35,12 @@ struct vbdfs_fuse_opts {
 	void *on_unmount_arg;
 };
 
+/* Check that mountpoint is a directory we can mount on.  A dead mount a
+ * vbdfs that died left there (every access ENOTCONN) is detached first,
+ * with a warning; anyone else's is left alone.  0, or -errno with a
+ * one-line message in err. */
+int vbdfs_fuse_check_mountpoint(const char *mountpoint, char *err, size_t errlen);
+
 /* Mount the tree at mountpoint (an existing directory) and serve it on
  * background threads.  Only one tree per process.  0, or -errno with a
  * one-line message in err. */

@@ -302,13 +302,10 @@ int main(int argc, char **argv)
 		return r > 0 ? 0 : 2;
 	if (o.verbose)
 		log_set_level(VLOG_DEBUG);
-	if (o.mountpoint && !o.no_mount) {
-		struct stat st;
-		if (stat(o.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			log_err("mount point %s: %s", o.mountpoint,
-				errno && stat(o.mountpoint, &st) < 0 ? strerror(errno) : "not a directory");
-			return 1;
-		}
+	if (o.mountpoint && !o.no_mount &&
+	    vbdfs_fuse_check_mountpoint(o.mountpoint, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
 	}
 
 	/* Signals are taken by sigwait() in this thread only; every thread
