@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -270,6 +271,32 @@ static bool sim_in_use(const char *dir)
 	return r == 0;
 }
 
+/*
+ * On real Xen, one vbdfs per backend type per host: a second one would
+ * connect the same disks again and write the same images.  An flock on
+ * /run/vbdfs-TYPE.lock, held (through the daemon's inherited descriptor)
+ * until we exit, decides.  -1 if another vbdfs holds it.  If /run is not
+ * writable (not root) there is no lock, and Xen itself will refuse us.
+ */
+static int backend_lock(const char *type)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/run/vbdfs-%s.lock", type ? type : "vbdfs");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_debug("%s: %s (no single-instance lock)", path, strerror(errno));
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;  /* fd stays open for the life of the process */
+	log_err("another vbdfs already serves backend type %s on this host (it holds %s)",
+		type ? type : "vbdfs", path);
+	close(fd);
+	return -1;
+}
+
 /* xenbus lost xenstore: nothing to serve any more, shut down. */
 static void xenbus_fatal(const char *why)
 {
@@ -322,6 +349,8 @@ int main(int argc, char **argv)
 			o.sim_dir, o.sim_dir);
 		return 1;
 	}
+	if (!o.sim_dir && backend_lock(o.backend_type) < 0)
+		return 1;
 	if (!o.foreground)
 		daemon_fork();
 

@@ -99,6 +99,11 @@ vbdfs_start() {
     while ! grep -q ' /vbd fuse' /proc/mounts && [ $i -lt 50 ]; do usleep 200000; i=$((i + 1)); done
     if grep -q ' /vbd fuse' /proc/mounts; then vr vbdfs-started PASS "pid $VBDFS_PID"
     else vr vbdfs-started FAIL "$(tail -3 $VL/vbdfs.log | tr '\n' ' ')"; return 1; fi
+    # A second vbdfs for the same backend type is refused at once.
+    $VBDFS -f --backend-type vbd --no-mount > $VL/vbdfs2.log 2>&1 &
+    local p2=$! rc
+    if wait_exit $p2 10; then wait $p2; rc=$?; else rc=timeout; kill $p2 2>/dev/null; fi
+    vcheck second-instance-refused sh -c "[ $rc = 1 ] && grep -q 'another vbdfs already serves' $VL/vbdfs2.log"
 }
 # vbdfs_stop: TERM, wait, show its log
 vbdfs_stop() {
