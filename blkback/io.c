@@ -61,13 +61,21 @@ struct req_verdict io_fetch_indirect(struct eng_queue *q, struct blkreq *rq)
 	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
 }
 
-/* All of a request's grants under one lock of the cache, the statistics
- * counted once (a 1 MiB request has 256 segments). */
+/*
+ * All of a request's grants (a 1 MiB request has 256 segments): looked up
+ * under one lock of the cache, where a miss only reserves its entry; the
+ * misses are then mapped with the cache unlocked, so workers releasing
+ * grants and other requests never wait behind map calls (pgrant.h).  The
+ * statistics are counted once.
+ */
 struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
 {
 	struct engine *e = q->e;
 	bool to_guest = req_data_op(&rq->wire) == BLKIF_OP_READ;
+	struct pgrant_batch batch = PGRANT_BATCH_INIT;
 	uint64_t maps = 0, hits = 0;
+	unsigned batch_maps;
+	const char *why = NULL;
 	int r = 0;
 
 	rq->held = 0;
@@ -76,7 +84,8 @@ struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
 		struct seg_grant *g = &rq->grant[i];
 		struct pgrant_use use;
 
-		r = pgrant_get_locked(q->pg, rq->seg[i].gref, to_guest, rq, &g->pg, &g->addr, &use);
+		r = pgrant_get_locked(q->pg, rq->seg[i].gref, to_guest, rq, &batch, &g->pg,
+				      &g->addr, &use);
 		maps += use.maps;
 		hits += use.hit;
 		if (r == -ENOSPC) /* cache full of busy grants: copy this one */
@@ -86,12 +95,25 @@ struct req_verdict io_hold_grants(struct eng_queue *q, struct blkreq *rq)
 		rq->held = i + 1;
 	}
 	pgrant_end(q->pg);
+	if (r < 0 && r != -ENOSPC) {
+		why = r == -EBUSY ? "grant already in use by another request"
+				  : "cannot map granted page";
+	} else if (batch.n) {
+		if (pgrant_map_reserved(q->pg, &batch, &batch_maps) < 0)
+			why = "cannot map granted page";
+		maps += batch_maps;
+		/* Segments of a reserved entry, including repeats of its
+		 * grant, learn their page now. */
+		for (unsigned i = 0; i < rq->held && !why; i++)
+			if (rq->grant[i].pg && !rq->grant[i].addr)
+				rq->grant[i].addr = pgrant_addr(rq->grant[i].pg);
+	}
 	STAT_ADD(e, grant_ops, maps);
 	STAT_ADD(e, persistent_hits, hits);
-	if (r < 0 && r != -ENOSPC) {
+	if (why) {
+		/* also frees the reserved entries left unmapped */
 		io_release_grants(q, rq, now_ns());
-		return fail(r == -EBUSY ? "grant already in use by another request"
-					: "cannot map granted page");
+		return fail(why);
 	}
 	return (struct req_verdict){ BLKIF_RSP_OKAY, NULL };
 }

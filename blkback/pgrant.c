@@ -9,15 +9,25 @@
 
 #define NIL UINT32_MAX
 
+/*
+ * An entry is one of:
+ *   free      on the free list, not in the hash
+ *   reserved  in the hash, owner set, addr NULL: a miss of owner's batch,
+ *             not mapped yet (or its map failed); see pgrant.h
+ *   held      in the hash, owner set, addr the mapped page
+ *   idle      in the hash, owner NULL, mapped, on the LRU list
+ * Only idle entries are evicted, so a reserved one never is.
+ */
 struct pgrant {
 	hv_gref_t gref;
-	void *addr;           /* NULL: this entry is free */
+	void *addr;           /* the mapped page, NULL if not mapped */
 	bool writable;
 	const void *owner;    /* the request holding it, or NULL when idle */
 	unsigned holds;       /* pgrant_get calls of owner not yet put */
 	uint64_t last_used_ns;
 	uint32_t hnext;       /* hash chain */
 	uint32_t prev, next;  /* LRU list of idle entries, or the free list */
+	uint32_t bnext;       /* reserved: the next entry of the same batch */
 };
 
 struct pgrant_cache {
@@ -169,16 +179,55 @@ void pgrant_end(struct pgrant_cache *c)
 int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
 	       struct pgrant **pg, void **addr, struct pgrant_use *use)
 {
+	struct pgrant_batch b = PGRANT_BATCH_INIT;
+	unsigned maps;
 	int r;
 
 	pthread_mutex_lock(&c->lock);
-	r = pgrant_get_locked(c, gref, writable, owner, pg, addr, use);
+	r = pgrant_get_locked(c, gref, writable, owner, &b, pg, addr, use);
 	pthread_mutex_unlock(&c->lock);
-	return r;
+	if (r < 0 || !b.n)
+		return r;
+	r = pgrant_map_reserved(c, &b, &maps);
+	use->maps += maps;
+	if (r < 0) {
+		pgrant_put(c, *pg); /* frees the unmapped entry */
+		return r;
+	}
+	*addr = pgrant_addr(*pg);
+	return 0;
+}
+
+/* Chain a free entry into the hash as reserved for owner, and into b. */
+static void reserve(struct pgrant_cache *c, struct pgrant *p, hv_gref_t gref, bool writable,
+		    struct pgrant_batch *b)
+{
+	uint32_t i = idx_of(c, p);
+
+	p->gref = gref;
+	p->addr = NULL;
+	p->writable = writable; /* as asked; mapping may make it writable */
+	p->hnext = c->bucket[hash(c, gref)];
+	c->bucket[hash(c, gref)] = i;
+	c->count++;
+	p->bnext = b->head;
+	b->head = i;
+	b->n++;
+}
+
+/* A reserved entry whose owner put its last hold without it ever being
+ * mapped: back to the free list.  Caller holds lock. */
+static void unreserve(struct pgrant_cache *c, struct pgrant *p)
+{
+	hash_remove(c, p);
+	p->next = c->free_head;
+	c->free_head = idx_of(c, p);
+	c->count--;
 }
 
 int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
-		      struct pgrant **pg, void **addr, struct pgrant_use *use)
+		      struct pgrant_batch *b, struct pgrant **pg, void **addr,
+		      struct pgrant_use *use)
 {
 	struct pgrant *p;
 	int err = 0;
@@ -187,12 +236,14 @@ int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, con
 	use->maps = 0;
 	p = lookup(c, gref);
 	if (p && p->owner && p->owner != owner)
-		return -EBUSY; /* rule 16: already in use by another request */
+		return -EBUSY; /* rule 16: in use (or being mapped) by another request */
 	if (p && p->owner && writable && !p->writable)
 		return -EBUSY; /* held read-only by this very request */
 	if (p && !p->owner && writable && !p->writable) {
 		/* Mapped read-only for an earlier WRITE; a READ needs to
-		 * write the page: map it again, writable. */
+		 * write the page: map it again, writable.  Rare (frontends
+		 * grant persistent pages read-write), so done here, under
+		 * the lock, rather than through the batch. */
 		void *a = map_one(c, gref, true, &err);
 		use->maps++;
 		if (!a) {
@@ -205,6 +256,8 @@ int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, con
 		p->writable = true;
 	}
 	if (p) {
+		/* a hit, or this request's own reservation (a request may
+		 * use one grant for several segments) */
 		use->hit = use->maps == 0;
 		if (!p->owner)
 			lru_remove(c, p);
@@ -212,33 +265,54 @@ int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, con
 		p = alloc_entry(c);
 		if (!p)
 			return -ENOSPC;
-		/* Map writable when the grant allows it, even for a WRITE, so
-		 * a later READ through the same grant needs no remap (Linux
-		 * blkfront grants persistent pages read-write). */
-		p->addr = map_one(c, gref, true, &err);
-		use->maps++;
-		if (p->addr) {
-			writable = true;
-		} else if (!writable) {
-			p->addr = map_one(c, gref, false, &err);
-			use->maps++;
-		}
-		if (!p->addr) {
-			p->next = c->free_head;
-			c->free_head = idx_of(c, p);
-			return err;
-		}
-		p->gref = gref;
-		p->writable = writable;
-		p->hnext = c->bucket[hash(c, gref)];
-		c->bucket[hash(c, gref)] = idx_of(c, p);
-		c->count++;
+		reserve(c, p, gref, writable, b); /* mapped by pgrant_map_reserved() */
 	}
 	p->owner = owner;
 	p->holds++;
 	*pg = p;
 	*addr = p->addr;
 	return 0;
+}
+
+/*
+ * Runs WITHOUT the lock.  That is safe because every entry of b is
+ * reserved for our caller: other threads only read its gref, hnext and
+ * owner (lookup, then -EBUSY), which are not written here, and evict only
+ * idle entries.  addr, writable and bnext are ours until the caller's
+ * pgrant_put_locked(), whose lock publishes them to the other threads.
+ */
+int pgrant_map_reserved(struct pgrant_cache *c, struct pgrant_batch *b, unsigned *maps)
+{
+	int first = 0;
+
+	*maps = 0;
+	for (uint32_t i = b->head; i != NIL; i = c->e[i].bnext) {
+		struct pgrant *p = &c->e[i];
+		bool readonly_ok = !p->writable; /* a WRITE only reads the page */
+		int err = 0;
+
+		/* Map writable when the grant allows it, even for a WRITE, so
+		 * a later READ through the same grant needs no remap (Linux
+		 * blkfront grants persistent pages read-write). */
+		p->addr = map_one(c, p->gref, true, &err);
+		(*maps)++;
+		if (p->addr) {
+			p->writable = true;
+		} else if (readonly_ok) {
+			p->addr = map_one(c, p->gref, false, &err);
+			(*maps)++;
+		}
+		if (!p->addr && !first)
+			first = err; /* the entry stays reserved until put */
+	}
+	b->head = NIL;
+	b->n = 0;
+	return first;
+}
+
+void *pgrant_addr(const struct pgrant *p)
+{
+	return p->addr;
 }
 
 void pgrant_put(struct pgrant_cache *c, struct pgrant *p)
@@ -254,6 +328,10 @@ void pgrant_put_locked(struct pgrant_cache *c, struct pgrant *p, uint64_t now)
 {
 	if (p->holds && --p->holds == 0) {
 		p->owner = NULL;
+		if (!p->addr) {
+			unreserve(c, p); /* never mapped */
+			return;
+		}
 		p->last_used_ns = now;
 		lru_append(c, p);
 	}

@@ -30,7 +30,7 @@ void pgrant_free(struct pgrant_cache *c);
 
 /* What pgrant_get did, for the statistics. */
 struct pgrant_use {
-	bool hit;      /* the grant was already mapped */
+	bool hit;      /* the grant was already mapped (or reserved by owner) */
 	unsigned maps; /* map operations performed (0..2) */
 };
 
@@ -40,21 +40,49 @@ struct pgrant_use {
  * hold the same grant for several segments; pgrant_put once per get.
  * Errors: -EBUSY another request holds it (rule 16); -ENOSPC the cache is
  * full (the caller copies this segment instead); others: the map failed
- * (bad grant), the request must fail.
+ * (bad grant), the request must fail.  Maps without holding the lock.
  */
 int pgrant_get(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
 	       struct pgrant **pg, void **addr, struct pgrant_use *use);
 void pgrant_put(struct pgrant_cache *c, struct pgrant *pg);
 
 /*
- * The same for the many segments of one request under one lock (a 1 MiB
- * request has 256): pgrant_begin(), any number of the _locked calls,
- * pgrant_end().  now is now_ns(), read once for the whole batch.
+ * The many segments of one request (a 1 MiB request has 256) in three
+ * steps, so that no grant is mapped while the cache is locked:
+ *
+ *  1. pgrant_begin(), pgrant_get_locked() per segment, pgrant_end().
+ *     A hit is held at once.  A miss *reserves* an entry for owner and
+ *     chains it into the batch b: it is held (pgrant_put it as any other)
+ *     but *addr is NULL, for now.  To every other request a reserved
+ *     entry is a grant in use (-EBUSY, rule 16), so none ever waits for
+ *     the mapping; purge and eviction never touch it (it is not idle).
+ *  2. pgrant_map_reserved(), without the lock: maps every reserved entry
+ *     of b, each with its own status.  Returns 0, or the first map error:
+ *     the request must fail (the entries that did map stay, as cached
+ *     grants: their grants are good).  A request that fails before this
+ *     step (-EBUSY) just skips it.
+ *  3. pgrant_addr() of each held entry is now its page (NULL only if its
+ *     map failed); the request runs; then pgrant_put_locked() per get.
+ *
+ * A reserved entry left unmapped (failed, or step 2 skipped) goes back to
+ * the free list when its owner puts its last hold: nothing is undone
+ * separately.  now is now_ns(), read once for the batch.
  */
+struct pgrant_batch {
+	uint32_t head;  /* first reserved entry (index), UINT32_MAX: none */
+	unsigned n;     /* reserved entries */
+};
+#define PGRANT_BATCH_INIT { UINT32_MAX, 0 }
+
 void pgrant_begin(struct pgrant_cache *c);
 void pgrant_end(struct pgrant_cache *c);
 int pgrant_get_locked(struct pgrant_cache *c, hv_gref_t gref, bool writable, const void *owner,
-		      struct pgrant **pg, void **addr, struct pgrant_use *use);
+		      struct pgrant_batch *b, struct pgrant **pg, void **addr,
+		      struct pgrant_use *use);
+/* *maps: map operations performed (for the statistics). */
+int pgrant_map_reserved(struct pgrant_cache *c, struct pgrant_batch *b, unsigned *maps);
+/* The page of an entry its caller holds (see above). */
+void *pgrant_addr(const struct pgrant *pg);
 void pgrant_put_locked(struct pgrant_cache *c, struct pgrant *pg, uint64_t now);
 
 /* Unmap grants unused for idle_ns (Linux: 60 s) and, if the cache

@@ -1,6 +1,8 @@
 /* Unit tests: blkif request validation (blkback/request.c), one request
  * per rule that breaks it; ring index helpers (blkback/ring.c); the
- * persistent grant cache (blkback/pgrant.c) on a fake transport. */
+ * persistent grant cache (blkback/pgrant.c) on a fake transport: single
+ * gets, and a request's batch (misses reserved under the lock, mapped
+ * without it), also from several threads at once. */
 #include "t/engine-fake.h"
 
 #include "blkback/pgrant.h"
@@ -330,6 +332,227 @@ static void test_pgrant(void)
 	fk_free(f);
 }
 
+/* One request's grants the way io_hold_grants() takes them: lookups and
+ * reservations under the lock, then the misses mapped without it.
+ * Returns the first error (-EBUSY/map failure) or 0; pg[i] NULL when
+ * segment i found the cache full.  *held: how many pg[] to put. */
+static int take(struct pgrant_cache *c, const uint32_t *grefs, unsigned n, bool writable,
+		 const void *owner, struct pgrant **pg, void **addr, unsigned *held,
+		 unsigned *maps, unsigned *reserved)
+{
+	struct pgrant_batch b = PGRANT_BATCH_INIT;
+	struct pgrant_use use;
+	int r = 0;
+
+	*held = *maps = 0;
+	pgrant_begin(c);
+	for (unsigned i = 0; i < n; i++) {
+		r = pgrant_get_locked(c, grefs[i], writable, owner, &b, &pg[i], &addr[i], &use);
+		*maps += use.maps;
+		if (r == -ENOSPC)
+			pg[i] = NULL;
+		else if (r < 0)
+			break;
+		*held = i + 1;
+	}
+	pgrant_end(c);
+	*reserved = b.n;
+	if (r < 0 && r != -ENOSPC)
+		return r;
+	r = 0;
+	if (b.n) {
+		unsigned m;
+		r = pgrant_map_reserved(c, &b, &m);
+		*maps += m;
+	}
+	for (unsigned i = 0; i < *held; i++)
+		if (pg[i])
+			addr[i] = pgrant_addr(pg[i]);
+	return r;
+}
+
+static void give_back(struct pgrant_cache *c, struct pgrant **pg, unsigned held)
+{
+	pgrant_begin(c);
+	for (unsigned i = 0; i < held; i++)
+		if (pg[i])
+			pgrant_put_locked(c, pg[i], now_ns());
+	pgrant_end(c);
+}
+
+static void test_pgrant_batch(void)
+{
+	struct fake_hv *f = fk_new(16);
+	struct pgrant_cache *c = pgrant_new(&f->hv, 7, 4);
+	struct pgrant_batch b = PGRANT_BATCH_INIT;
+	struct pgrant *pg[8], *x;
+	void *addr[8], *px;
+	struct pgrant_use use;
+	unsigned held, maps, reserved;
+	int owner1, owner2;
+	uint32_t g[6];
+
+	for (int i = 0; i < 6; i++) {
+		g[i] = fk_grant(f, fk_alloc_frame(f), i == 4);
+		snprintf(fk_page(f, f->grant[g[i]].frame), 16, "page %d", i);
+	}
+
+	/* A miss reserves without mapping; the same grant again in the same
+	 * request shares the reservation. */
+	pgrant_begin(c);
+	is_int(pgrant_get_locked(c, g[0], true, &owner1, &b, &pg[0], &addr[0], &use), 0,
+	       "batch: a miss is reserved");
+	ok(addr[0] == NULL && use.maps == 0 && !use.hit, "reserved, not mapped under the lock");
+	is_int(pgrant_get_locked(c, g[1], true, &owner1, &b, &pg[1], &addr[1], &use), 0,
+	       "batch: second miss reserved");
+	is_int(pgrant_get_locked(c, g[0], true, &owner1, &b, &pg[2], &addr[2], &use), 0,
+	       "batch: the same grant twice in one request");
+	ok(pg[2] == pg[0] && b.n == 2, "one entry, reserved once");
+	pgrant_end(c);
+	is_int(atomic_load(&f->maps_live), 0, "nothing mapped before pgrant_map_reserved");
+
+	/* Meanwhile another request misses on the same grant: it is in use. */
+	is_int(pgrant_get(c, g[0], true, &owner2, &x, &px, &use), -EBUSY,
+	       "rule 16: a grant reserved by another request is refused, no wait");
+	/* A third grant idle in the cache, then the cache overflows. */
+	is_int(pgrant_get(c, g[2], true, &owner2, &x, &px, &use), 0, "a third grant");
+	pgrant_put(c, x);
+	is_int(pgrant_get(c, g[3], true, &owner2, &x, &px, &use), 0, "a fourth grant");
+	is_int(pgrant_get(c, g[5], true, &owner2, &pg[3], &addr[3], &use), -ENOSPC,
+	       "cache full (two reserved, one idle, one held): copy instead");
+	is_int(pgrant_purge(c, UINT64_MAX), 1,
+	       "purge under pressure evicts the idle grant only, never a reserved one");
+	pgrant_put(c, x);
+	is_int(pgrant_purge(c, 0), 1, "an idle purge also leaves reserved entries alone");
+	is_int(pgrant_count(c), 2, "the two reservations remain");
+
+	unsigned m;
+	is_int(pgrant_map_reserved(c, &b, &m), 0, "batch mapped outside the lock");
+	is_int(m, 2, "one map per reserved grant (the statistics count refs)");
+	is_int(atomic_load(&f->maps_live), 2, "two pages mapped");
+	is_str((char *)pgrant_addr(pg[0]), "page 0", "reserved entry shows its guest page");
+	is_str((char *)pgrant_addr(pg[1]), "page 1", "second entry shows its guest page");
+	ok(pgrant_addr(pg[2]) == pgrant_addr(pg[0]), "the repeated grant gets the same page");
+	is_int(pgrant_get(c, g[0], true, &owner2, &x, &px, &use), -EBUSY,
+	       "still in use once mapped, until put");
+	give_back(c, pg, 3);
+	is_int(pgrant_get(c, g[0], true, &owner2, &x, &px, &use), 0, "released: a hit for others");
+	ok(use.hit && use.maps == 0, "published entry is a plain cache hit");
+	pgrant_put(c, x);
+	is_int(pgrant_purge(c, 0), 2, "published entries are ordinary idle grants");
+
+	/* One bad ref in a batch: it alone fails, the request fails, the
+	 * others are good cached grants; the bad entry is freed on put. */
+	uint32_t bad[4] = { g[0], g[4], 4000 /* never granted */, g[1] };
+	is_int(take(c, bad, 4, true, &owner1, pg, addr, &held, &maps, &reserved) < 0, 1,
+	       "a read-only and an unknown grant in a READ's batch fail it");
+	is_int(reserved, 4, "all four were reserved");
+	is_int(maps, 4, "every ref tried once, each with its own status");
+	ok(addr[0] && !addr[1] && !addr[2] && addr[3], "good refs mapped, bad ones not");
+	is_int(atomic_load(&f->maps_live), 2, "failed maps leave nothing mapped");
+	is_int(pgrant_get(c, g[4], false, &owner2, &x, &px, &use), -EBUSY,
+	       "a failed entry stays its request's until put");
+	give_back(c, pg, held);
+	is_int(pgrant_count(c), 2, "failed entries went back to the free list on put");
+	is_int(pgrant_get(c, g[4], false, &owner2, &x, &px, &use), 0,
+	       "the read-only grant then maps for a WRITE");
+	ok(use.maps == 2 && !use.hit, "writable tried first, then read-only");
+	is_str((char *)px, "page 4", "read-only mapping shows the page");
+	pgrant_put(c, x);
+
+	/* A request that fails on -EBUSY after reserving: its reservations
+	 * are dropped by the puts, nothing mapped. */
+	is_int(pgrant_get(c, g[1], true, &owner2, &x, &px, &use), 0, "owner2 holds g1");
+	uint32_t busy[3] = { g[5], g[1], g[2] };
+	is_int(take(c, busy, 3, true, &owner1, pg, addr, &held, &maps, &reserved), -EBUSY,
+	       "request meets a grant in use after a miss");
+	is_int(held, 1, "holding only the reservation made before");
+	is_int(maps, 0, "a failing request maps nothing");
+	give_back(c, pg, held);
+	pgrant_put(c, x);
+	is_int(pgrant_count(c), 3, "the dropped reservation is free again");
+	is_int(atomic_load(&f->maps_live), 3, "only the published grants are mapped");
+	pgrant_free(c);
+	is_int(atomic_load(&f->maps_live), 0, "pgrant_free unmaps everything");
+	fk_free(f);
+}
+
+/* Several "requests" at once on a small cache over few grants: misses
+ * of two requests on one grant, eviction by purges under pressure, the
+ * same grant twice per request.  Every mapping must show its own page. */
+#define MT_GRANTS 24
+#define MT_THREADS 4
+#define MT_ROUNDS 3000
+
+struct mt {
+	struct fake_hv *f;
+	struct pgrant_cache *c;
+	uint32_t g[MT_GRANTS];
+	atomic_uint ok, busy, full, wrong;
+};
+
+static void *mt_main(void *arg)
+{
+	struct mt *t = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	struct pgrant *pg[4];
+	void *addr[4];
+	uint32_t refs[4];
+	unsigned held, maps, reserved;
+
+	for (int round = 0; round < MT_ROUNDS; round++) {
+		for (int i = 0; i < 4; i++)
+			refs[i] = t->g[rand_r(&seed) % MT_GRANTS];
+		int r = take(t->c, refs, 4, rand_r(&seed) & 1, &seed, pg, addr, &held, &maps,
+			     &reserved);
+		if (r == -EBUSY)
+			atomic_fetch_add(&t->busy, 1);
+		else if (r < 0)
+			atomic_fetch_add(&t->wrong, 1); /* every grant here is good */
+		else
+			atomic_fetch_add(&t->ok, 1);
+		for (unsigned i = 0; r == 0 && i < held; i++) {
+			if (!pg[i]) {
+				atomic_fetch_add(&t->full, 1);
+				continue;
+			}
+			uint32_t want = refs[i];
+			if (!addr[i] || memcmp(addr[i], &want, sizeof(want)) != 0)
+				atomic_fetch_add(&t->wrong, 1);
+		}
+		give_back(t->c, pg, held);
+		if (round % 64 == 0)
+			pgrant_purge(t->c, round % 128 ? UINT64_MAX : 0);
+	}
+	return NULL;
+}
+
+static void test_pgrant_threads(void)
+{
+	struct mt t = { .f = fk_new(MT_GRANTS) };
+	pthread_t th[MT_THREADS];
+
+	t.c = pgrant_new(&t.f->hv, 7, 12);
+	for (int i = 0; i < MT_GRANTS; i++) {
+		t.g[i] = fk_grant(t.f, fk_alloc_frame(t.f), false);
+		memcpy(fk_page(t.f, t.f->grant[t.g[i]].frame), &t.g[i], sizeof(t.g[i]));
+	}
+	for (int i = 0; i < MT_THREADS; i++)
+		pthread_create(&th[i], NULL, mt_main, &t);
+	for (int i = 0; i < MT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	is_int(atomic_load(&t.wrong), 0, "threads: every held grant showed its own page");
+	ok(atomic_load(&t.ok) > 0, "threads: requests got their grants");
+	diag("threads: %u ok, %u busy (rule 16), %u segments copied (cache full)",
+	     atomic_load(&t.ok), atomic_load(&t.busy), atomic_load(&t.full));
+	ok(pgrant_count(t.c) <= 12, "threads: the cache stayed within its maximum");
+	unsigned left = pgrant_count(t.c);
+	is_int(pgrant_purge(t.c, 0), (int)left, "threads: all grants idle at the end");
+	is_int(atomic_load(&t.f->maps_live), 0, "threads: nothing left mapped");
+	pgrant_free(t.c);
+	fk_free(t.f);
+}
+
 int main(void)
 {
 	log_init("t250", VLOG_ERR, false);
@@ -338,5 +561,7 @@ int main(void)
 	test_readonly_discard();
 	test_ring();
 	test_pgrant();
+	test_pgrant_batch();
+	test_pgrant_threads();
 	return done_testing();
 }
