@@ -17,6 +17,7 @@
  * caller).
  */
 #include "formats/driver.h"
+#include "formats/image_lock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -188,7 +189,8 @@ static int open_backing(struct img *img, const struct chain *self, char *err, si
 	bpath = resolve_backing(img->path, img->backing_name);
 	if (!bpath)
 		return img_seterr(err, errlen, -ENOMEM, "%s: out of memory", img->path);
-	r = open_layer(bpath, bfmt, IMG_RDONLY | (img->flags & IMG_DIRECT), img->depth + 1, self,
+	r = open_layer(bpath, bfmt, IMG_RDONLY | (img->flags & (IMG_DIRECT | IMG_FORCE_SHARE)),
+		       img->depth + 1, self,
 		       &img->backing, err, errlen);
 	free(bpath);
 	return r;
@@ -211,6 +213,19 @@ void img_close(struct img *img)
 	free(img);
 }
 
+/* Take QEMU's locks for how this layer is opened; they last until
+ * img->fd is closed.  Read-only (and backing) layers hold what QEMU's
+ * backing files and qemu-img info hold; see image_lock.h. */
+static int lock_layer(struct img *img, char *err, size_t errlen)
+{
+	if (img->flags & IMG_FORCE_SHARE)
+		return img_lock_fd(img->fd, img->path, IMG_READER_PERM, IMG_PERM_ALL, err, errlen);
+	if (img->readonly)
+		return img_lock_fd(img->fd, img->path, IMG_READER_PERM, IMG_READER_SHARED, err,
+				   errlen);
+	return img_lock_fd(img->fd, img->path, IMG_WRITER_PERM, IMG_WRITER_SHARED, err, errlen);
+}
+
 static int open_layer(const char *path, const char *fmt, unsigned flags, unsigned depth,
 		      const struct chain *up, struct img **out, char *err, size_t errlen)
 {
@@ -227,6 +242,9 @@ static int open_layer(const char *path, const char *fmt, unsigned flags, unsigne
 		return img_seterr(err, errlen, -EINVAL,
 				  "%s: the format of a writable image must be given, not probed",
 				  path);
+	if ((flags & IMG_FORCE_SHARE) && !rdonly)
+		return img_seterr(err, errlen, -EINVAL,
+				  "%s: force-share is only for read-only opens", path);
 	img = calloc(1, sizeof(*img));
 	if (!img)
 		return img_seterr(err, errlen, -ENOMEM, "%s: out of memory", path);
@@ -261,6 +279,9 @@ static int open_layer(const char *path, const char *fmt, unsigned flags, unsigne
 				       "%s: backing chain loop (file already in the chain)", path);
 			goto fail;
 		}
+	r = lock_layer(img, err, errlen);
+	if (r < 0)
+		goto fail;
 	if (!fmt) {
 		r = probe_fd(img->fd, &fmt);
 		if (r < 0) {

@@ -33,6 +33,8 @@ struct img;
 #define IMG_NOBACKING 0x4 /* do not open backing files (info/check on one layer) */
 #define IMG_REPAIR   0x8  /* qcow2: open a dirty or corrupt-marked image writable,
 			   * for img_check(IMG_FIX_ERRORS) only */
+#define IMG_FORCE_SHARE 0x10 /* with IMG_RDONLY only: read the image even if another
+			      * process writes it (qemu-img -U); see below */
 
 /* Capabilities a driver reports; the backend advertises exactly these. */
 #define IMG_CAN_WRITE        0x01
@@ -46,6 +48,14 @@ struct img;
  * the magic (only with IMG_RDONLY).  On failure returns a negative errno and
  * writes a one-line message ("disk.qcow2: L1 table offset 0x123 is not
  * cluster-aligned") into err.
+ *
+ * Every file of the chain is locked as QEMU locks it (formats/image_lock.h),
+ * for as long as it is open: a writable image excludes every other writer
+ * and reader, a read-only image or backing file excludes writers but not
+ * other readers.  An image someone else uses that way fails with -EBUSY and
+ * "FILE: is in use by another process ...".  IMG_FORCE_SHARE (read-only
+ * opens only, else -EINVAL) reads it anyway, as qemu-img -U does; the data
+ * may then change or be inconsistent while it is read.
  */
 int img_open(const char *path, const char *fmt, unsigned flags, struct img **out,
 	     char *err, size_t errlen);

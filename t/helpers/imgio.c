@@ -5,6 +5,7 @@
  *
  * -f FMT  format (raw, qcow2, qcow); default: probe (needs -r)
  * -r      read-only    -n  do not open backing files    -d  IMG_DIRECT
+ * -U      force share (with -r: read an image another process writes)
  * Each COMMAND is one argument ("write 0 4096 0xab"); without any, commands
  * are read from stdin, one per line.  Commands:
  *   write OFF LEN BYTE        write LEN bytes of BYTE
@@ -233,12 +234,13 @@ int main(int argc, char **argv)
 	int opt, r, rc = 0;
 
 	log_init("imgio", VLOG_INFO, false);
-	while ((opt = getopt(argc, argv, "+f:rnd")) != -1) {
+	while ((opt = getopt(argc, argv, "+f:rndU")) != -1) {
 		switch (opt) {
 		case 'f': fmt = optarg; break;
 		case 'r': flags |= IMG_RDONLY; break;
 		case 'n': flags |= IMG_NOBACKING; break;
 		case 'd': flags |= IMG_DIRECT; break;
+		case 'U': flags |= IMG_FORCE_SHARE; break;
 		default:
 			fprintf(stderr, "usage: imgio [-f FMT] [-r] [-n] IMAGE [COMMAND...]\n");
 			return 2;
