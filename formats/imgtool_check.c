@@ -13,7 +13,7 @@
 
 static void check_help(void)
 {
-	printf("Usage: %s check [--json] [-r leaks|all] [-f FMT] FILE\n\n"
+	printf("Usage: %s check [--json] [-r leaks|all] [-U] [-f FMT] FILE\n\n"
 	       "Check the image's metadata: every reference count must match the\n"
 	       "references to its cluster (qcow2).  raw and qcow images have no\n"
 	       "such metadata and are always clean.\n\n"
@@ -26,6 +26,8 @@ static void check_help(void)
 	       "                 the dirty and corrupt bits; other corruptions are\n"
 	       "                 reported and nothing is written\n"
 	       "  --json         one JSON object, fields as qemu-img check --output=json\n"
+	       "  -U, --force-share  check it even if another process writes it (not\n"
+	       "                 with -r; the result may then show passing problems)\n"
 	       "  -h, --help     this help\n\n"
 	       "Exit status (as qemu-img check): 0 no problems, 1 the check could not\n"
 	       "be done (open or I/O error), 2 corruptions found, 3 only leaked\n"
@@ -79,15 +81,16 @@ int cmd_check(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "output", required_argument, NULL, 'O' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL;
-	bool json = false;
+	bool json = false, share = false;
 	unsigned fix = 0;
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:r:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'r':
@@ -99,6 +102,7 @@ int cmd_check(int argc, char **argv)
 				return usage_err("check", "-r takes 'leaks' or 'all'");
 			break;
 		case 'j': json = true; break;
+		case 'U': share = true; break;
 		case 'O':
 			if ((r = parse_output("check", optarg, &json)))
 				return r;
@@ -110,6 +114,8 @@ int cmd_check(int argc, char **argv)
 	/* usage errors exit 1, which is also CHECK_ERROR: no check was done */
 	if ((r = check_file_operand("check", argc, fmt)))
 		return r;
+	if (fix && share)
+		return usage_err("check", "-U is only for read-only checks, not with -r");
 	if (fix && !fmt)
 		return usage_err("check", "-r writes to the image: give its format "
 				 "with -f (formats are never guessed for writing)");
@@ -117,7 +123,8 @@ int cmd_check(int argc, char **argv)
 	const char *path = argv[optind];
 	struct img *img;
 	unsigned flags = IMG_NOBACKING | (!fix ? IMG_RDONLY : 0) |
-			 ((fix & IMG_FIX_ERRORS) ? IMG_REPAIR : 0);
+			 ((fix & IMG_FIX_ERRORS) ? IMG_REPAIR : 0) |
+			 (share ? IMG_FORCE_SHARE : 0);
 	if (tool_open(path, fmt, flags, &img) < 0)
 		return CHECK_ERROR;
 

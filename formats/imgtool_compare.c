@@ -13,7 +13,7 @@
 
 static void compare_help(void)
 {
-	printf("Usage: %s compare [-f FMT] [-F FMT] [-s] A B\n\n"
+	printf("Usage: %s compare [-f FMT] [-F FMT] [-s] [-U] A B\n\n"
 	       "Compare the virtual disks of images A and B byte by byte, skipping\n"
 	       "ranges that both images know to read as zeros.  When the sizes differ,\n"
 	       "the extra part of the larger image must be zeros (unless -s).\n\n"
@@ -21,6 +21,7 @@ static void compare_help(void)
 	       "               each is probed when absent (both are opened read-only)\n"
 	       "  -s           strict: images of different sizes differ\n"
 	       "  -q           quiet: print nothing, only set the exit status\n"
+	       "  -U, --force-share  read them even if another process writes them\n"
 	       "  -h, --help   this help\n\n"
 	       "Exit status (as qemu-img compare): 0 identical content, 1 different\n"
 	       "(the first differing offset is printed), 2 error.\n", TOOL_NAME);
@@ -125,19 +126,21 @@ int cmd_compare(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fa = NULL, *fb = NULL;
-	bool strict = false, quiet = false;
+	bool strict = false, quiet = false, share = false;
 	int c;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:F:sqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:F:sqhU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fa = optarg; break;
 		case 'F': fb = optarg; break;
 		case 's': strict = true; break;
 		case 'q': quiet = true; break;
+		case 'U': share = true; break;
 		case 'h': compare_help(); return CMP_SAME;
 		default: usage_err("compare", "bad option"); return CMP_ERROR;
 		}
@@ -155,7 +158,9 @@ int cmd_compare(int argc, char **argv)
 	uint8_t *ba = NULL, *bb = NULL;
 	int rc = CMP_ERROR;
 
-	if (tool_open(pa, fa, IMG_RDONLY, &a) < 0 || tool_open(pb, fb, IMG_RDONLY, &b) < 0)
+	unsigned flags = IMG_RDONLY | (share ? IMG_FORCE_SHARE : 0);
+
+	if (tool_open(pa, fa, flags, &a) < 0 || tool_open(pb, fb, flags, &b) < 0)
 		goto out;
 	ba = malloc(CMP_CHUNK);
 	bb = malloc(CMP_CHUNK);

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image_lock.h"
 #include "driver.h"
 #include "imgtool.h"
 #include "qcow2_writer.h"
@@ -77,7 +78,7 @@ struct conv {
 
 static void convert_help(void)
 {
-	printf("Usage: %s convert [-f FMT] -O raw|qcow2 [-c] [-p] [-t THREADS]\n"
+	printf("Usage: %s convert [-f FMT] -O raw|qcow2 [-c] [-p] [-U] [-t THREADS]\n"
 	       "                   [-o OPTIONS] [--sync] SRC DST\n\n"
 	       "Copy the virtual disk of SRC (with its backing chain) into a new image\n"
 	       "DST (overwritten if it exists).  Zero and unallocated ranges are not\n"
@@ -95,6 +96,8 @@ static void convert_help(void)
 	       "  --sync       make DST durable (fsync) before exiting; by default,\n"
 	       "               as qemu-img convert (cache=unsafe), the kernel writes it\n"
 	       "               back later\n"
+	       "  -U, --force-share  read SRC even if another process writes it (the\n"
+	       "               copy may then be inconsistent)\n"
 	       "  -p           show progress on stderr when it is a terminal\n"
 	       "  --progress=always|auto|never\n"
 	       "               always: also when stderr is not a terminal\n"
@@ -411,6 +414,14 @@ static int open_output(struct conv *cv, const struct qcow2_create_opts *q)
 			}
 			l = in.backing;
 		}
+		/* never replace an image someone uses: they would go on
+		 * writing the unlinked file and lose it all */
+		char lerr[512] = "";
+		int lr = img_lock_check_writable(cv->dst_path, lerr, sizeof(lerr));
+		if (lr < 0) {
+			tool_err("%s", lerr);
+			return lr;
+		}
 		/* Replace rather than truncate: on ext4, truncating a file to
 		 * zero and rewriting it makes close() flush all of it
 		 * (auto_da_alloc), which costs more than the whole copy.  A
@@ -430,10 +441,11 @@ static int open_output(struct conv *cv, const struct qcow2_create_opts *q)
 			tool_err("%s", err);
 		return r;
 	}
-	cv->raw_fd = open(cv->dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cv->raw_fd = img_create_open(cv->dst_path, err, sizeof(err));
 	if (cv->raw_fd < 0) {
-		int r = -errno;
-		tool_err("%s: cannot create: %s", cv->dst_path, strerror(errno));
+		int r = cv->raw_fd;
+		cv->raw_fd = -1;
+		tool_err("%s", err);
 		return r;
 	}
 	/* the holes of a sized, empty file read as zeros */
@@ -496,6 +508,7 @@ int cmd_convert(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "progress", required_argument, NULL, 'P' },
 		{ "sync", no_argument, NULL, 'S' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *src_fmt = NULL, *out_fmt = NULL;
@@ -503,6 +516,7 @@ int cmd_convert(int argc, char **argv)
 	struct conv cv;
 	unsigned threads = cpu_count();
 	int progress_mode = 0; /* 0 never, 1 auto (tty), 2 always */
+	bool share = false;
 	int c, r;
 
 	memset(&cv, 0, sizeof(cv));
@@ -510,7 +524,7 @@ int cmd_convert(int argc, char **argv)
 	qcow2_create_opts_default(&oo.q, 0);
 	oo.any = false;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:O:co:pt:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:O:co:pt:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': src_fmt = optarg; break;
 		case 'O': out_fmt = optarg; break;
@@ -521,6 +535,7 @@ int cmd_convert(int argc, char **argv)
 			break;
 		case 'p': progress_mode = 1; break;
 		case 'S': cv.sync = true; break;
+		case 'U': share = true; break;
 		case 'P':
 			if (!strcmp(optarg, "always"))
 				progress_mode = 2;
@@ -563,7 +578,7 @@ int cmd_convert(int argc, char **argv)
 	cv.dst_path = argv[optind + 1];
 	cv.progress = progress_mode == 2 || (progress_mode == 1 && isatty(STDERR_FILENO));
 
-	if (tool_open(cv.src_path, src_fmt, IMG_RDONLY, &cv.src) < 0)
+	if (tool_open(cv.src_path, src_fmt, IMG_RDONLY | (share ? IMG_FORCE_SHARE : 0), &cv.src) < 0)
 		return EXIT_FAIL;
 	cv.size = img_size(cv.src);
 	if (cv.qcow2_out) {

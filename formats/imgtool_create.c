@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "image_lock.h"
 #include "imgtool.h"
 #include "qcow2_create.h"
 
@@ -91,9 +92,10 @@ static void backing_path(const char *image, const char *backing, char *out, size
 
 static int create_raw(const char *path, uint64_t size)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char err[512];
+	int fd = img_create_open(path, err, sizeof(err));
 	if (fd < 0) {
-		tool_err("%s: cannot create: %s", path, strerror(errno));
+		tool_err("%s", err);
 		return EXIT_FAIL;
 	}
 	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {

@@ -7,7 +7,7 @@
 
 static void info_help(void)
 {
-	printf("Usage: %s info [--json] [--backing-chain] [-f FMT] FILE\n\n"
+	printf("Usage: %s info [--json] [--backing-chain] [-U] [-f FMT] FILE\n\n"
 	       "Show FILE's format, virtual size, disk usage, cluster size, qcow2\n"
 	       "version (compat), compression, refcount width, dirty/corrupt flags\n"
 	       "and backing file.  The image is opened read-only.\n\n"
@@ -16,6 +16,8 @@ static void info_help(void)
 	       "  --json            one JSON object (an array with --backing-chain),\n"
 	       "                    field names as in qemu-img info --output=json\n"
 	       "  --backing-chain   also show every backing file, top first\n"
+	       "  -U, --force-share open it even if another process writes it (the\n"
+	       "                    image is locked as qemu-img locks it)\n"
 	       "  -h, --help        this help\n\n"
 	       "Exit status: 0 success, 1 error.\n", TOOL_NAME);
 }
@@ -104,14 +106,15 @@ int cmd_info(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "output", required_argument, NULL, 'O' },
 		{ "backing-chain", no_argument, NULL, 'B' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL;
-	bool json = false, chain = false;
+	bool json = false, chain = false, share = false;
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'j': json = true; break;
@@ -120,6 +123,7 @@ int cmd_info(int argc, char **argv)
 				return r;
 			break;
 		case 'B': chain = true; break;
+		case 'U': share = true; break;
 		case 'h': info_help(); return EXIT_OK;
 		default: return usage_err("info", "bad option");
 		}
@@ -128,7 +132,7 @@ int cmd_info(int argc, char **argv)
 		return r;
 
 	struct img *img;
-	unsigned flags = IMG_RDONLY | (chain ? 0 : IMG_NOBACKING);
+	unsigned flags = IMG_RDONLY | (chain ? 0 : IMG_NOBACKING) | (share ? IMG_FORCE_SHARE : 0);
 	if (tool_open(argv[optind], fmt, flags, &img) < 0)
 		return EXIT_FAIL;
 

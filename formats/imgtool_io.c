@@ -12,12 +12,13 @@
 
 static void read_help(void)
 {
-	printf("Usage: %s read [-f FMT] [-P BYTE | --dump] FILE OFFSET LENGTH\n\n"
+	printf("Usage: %s read [-f FMT] [-U] [-P BYTE | --dump] FILE OFFSET LENGTH\n\n"
 	       "Read LENGTH bytes of FILE's virtual disk at OFFSET (suffixes K, M, G, T\n"
 	       "allowed), opened read-only.  By default the bytes go to stdout.\n\n"
 	       "  -f FMT       raw, qcow2 or qcow; probed if absent\n"
 	       "  -P BYTE      verify that every byte equals BYTE (0-255, or 0xNN)\n"
 	       "  --dump       print a hex dump (offset, 16 bytes, ASCII) instead\n"
+	       "  -U, --force-share  read it even if another process writes it\n"
 	       "  -h, --help   this help\n\n"
 	       "Exit status: 0 success (pattern matched), 1 error or pattern mismatch\n"
 	       "(the first differing offset is printed).\n", TOOL_NAME);
@@ -82,14 +83,15 @@ int cmd_read(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "dump", no_argument, NULL, 'd' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL;
 	int pattern = -1, c, r;
-	bool dump = false;
+	bool dump = false, share = false;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:P:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:P:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'P':
@@ -97,6 +99,7 @@ int cmd_read(int argc, char **argv)
 				return r;
 			break;
 		case 'd': dump = true; break;
+		case 'U': share = true; break;
 		case 'h': read_help(); return EXIT_OK;
 		default: return usage_err("read", "bad option");
 		}
@@ -111,7 +114,7 @@ int cmd_read(int argc, char **argv)
 	const char *path = argv[optind];
 	struct img *img;
 	uint64_t off, len;
-	if (tool_open(path, fmt, IMG_RDONLY, &img) < 0)
+	if (tool_open(path, fmt, IMG_RDONLY | (share ? IMG_FORCE_SHARE : 0), &img) < 0)
 		return EXIT_FAIL;
 	if ((r = parse_range("read", argv + optind + 1, img_size(img), &off, &len))) {
 		img_close(img);

@@ -9,7 +9,7 @@
 
 static void map_help(void)
 {
-	printf("Usage: %s map [--json] [-f FMT] FILE\n\n"
+	printf("Usage: %s map [--json] [-U] [-f FMT] FILE\n\n"
 	       "List the extents of FILE's virtual disk and where each one is stored,\n"
 	       "in the forms of qemu-img map.  The image and its backing files are\n"
 	       "opened read-only.\n\n"
@@ -17,6 +17,7 @@ static void map_help(void)
 	       "  --json       every extent as a JSON object with start, length,\n"
 	       "               depth, present, zero, data, compressed and (for\n"
 	       "               uncompressed data) offset: the host file offset\n"
+	       "  -U, --force-share  read it even if another process writes it\n"
 	       "  -h, --help   this help\n\n"
 	       "The default form lists only the extents holding data: guest offset,\n"
 	       "length, host offset ('compressed' for compressed clusters) and the\n"
@@ -75,17 +76,19 @@ int cmd_map(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "output", required_argument, NULL, 'O' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *fmt = NULL;
-	bool json = false;
+	bool json = false, share = false;
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'j': json = true; break;
+		case 'U': share = true; break;
 		case 'O':
 			if ((r = parse_output("map", optarg, &json)))
 				return r;
@@ -99,7 +102,7 @@ int cmd_map(int argc, char **argv)
 
 	const char *path = argv[optind];
 	struct img *img;
-	if (tool_open(path, fmt, IMG_RDONLY, &img) < 0)
+	if (tool_open(path, fmt, IMG_RDONLY | (share ? IMG_FORCE_SHARE : 0), &img) < 0)
 		return EXIT_FAIL;
 
 	/* file names of the layers, by depth */

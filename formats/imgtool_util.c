@@ -125,6 +125,9 @@ int tool_open(const char *path, const char *fmt, unsigned flags, struct img **ou
 			tool_err("%s", err);
 		else
 			tool_err("%s: cannot open: %s", path, strerror(-r));
+		if (r == -EBUSY && (flags & IMG_RDONLY) && !(flags & IMG_FORCE_SHARE))
+			fprintf(stderr, "%s: to read it anyway, pass -U (--force-share); what "
+				"is read may change or be inconsistent meanwhile\n", TOOL_NAME);
 	}
 	return r;
 }

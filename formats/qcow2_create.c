@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "image_lock.h"
 #include "qcow2.h"
 #include "util/endian.h"
 
@@ -252,12 +253,9 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *err,
 		snprintf(err, errlen, "%s: %s", path, why);
 		return r;
 	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-		return r;
-	}
+	int fd = img_create_open(path, err, errlen);
+	if (fd < 0)
+		return fd;
 	r = write_image(fd, o, why, sizeof(why));
 	if (close(fd) < 0 && r == 0) {
 		r = -errno;

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "driver.h"
+#include "image_lock.h"
 #include "qcow2.h"
 #include "util/endian.h"
 
@@ -199,10 +200,10 @@ int qcow2_writer_open(const char *path, const struct qcow2_create_opts *o,
 		qcow2_writer_abort(w);
 		return -ENOMEM;
 	}
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	w->fd = img_create_open(path, err, errlen);
 	if (w->fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+		r = w->fd;
+		w->fd = -1;
 		qcow2_writer_abort(w);
 		return r;
 	}
