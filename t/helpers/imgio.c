@@ -263,8 +263,12 @@ int main(int argc, char **argv)
 		}
 	} else {
 		char line[512];
-		while (rc == 0 && fgets(line, sizeof(line), stdin))
+		/* flushed after each command: a script driving us through a
+		 * pipe waits for the answers */
+		while (rc == 0 && fgets(line, sizeof(line), stdin)) {
 			rc = command(line);
+			fflush(stdout);
+		}
 	}
 	img_close(img);
 	return rc;
