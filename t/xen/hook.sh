@@ -116,6 +116,16 @@ vbdfs_stop() {
     VBDFS_PID=
 }
 vbdfs_alive() { kill -0 "$VBDFS_PID" 2>/dev/null; }
+# img_free IMG: wait (up to 10 s) until nobody holds IMG open: vbdfs takes
+# QEMU's image locks, so qemu-img without -U opens it only once vbdfs let
+# go of it after the guest went away.  Non-zero if it stays locked.
+img_free() {
+    local i=0
+    while ! qemu-img info "$1" >/dev/null 2>&1; do
+        [ $i -ge 50 ] && { qemu-img info "$1" 2>&1 | head -2 | sed 's/^/img-free| /'; return 1; }
+        usleep 200000; i=$((i + 1))
+    done
+}
 
 # xl disk spec for vbdfs: xl_disk TARGET [VDEV]
 xl_disk() { echo "'format=raw,vdev=${2:-xvda},access=rw,backendtype=phy,script=vbdfs-hotplug,target=$1'"; }
@@ -244,7 +254,8 @@ fs_domu() {
     # ---- teardown and the image itself
     vdomu_end $n
     case $fmt in
-        qcow2) qemu-img check $img > $VL/$n.check 2>&1; st=$?
+        qcow2) vcheck $n-image-released img_free $img
+               qemu-img check $img > $VL/$n.check 2>&1; st=$?
                sed "s/^/qemu-img-check| /" $VL/$n.check
                vcheck $n-qemu-img-check [ $st = 0 ]
                qemu-img convert -O raw $img /tmp/$n.raw; raw=/tmp/$n.raw ;;
@@ -416,6 +427,7 @@ if section nego; then
     vcheck vmq-guest-sees-2-queues grep -q 'DIO xvda queues=2 max_segments=32 cpus=2 bad=0' $DOMU_CON
     kmsg_check vmq
     vdomu_end vmq
+    vcheck vmq-image-released img_free /var/lib/xenlab/v-mq.qcow2
     vcheck vmq-qemu-img-check qemu-img check -q /var/lib/xenlab/v-mq.qcow2
     rm -f /var/lib/xenlab/v-mq.qcow2
 fi
@@ -434,6 +446,7 @@ if section life; then
     vcheck vreboot-new-domain [ -n "$DOMU_ID" -a "$DOMU_ID" != "$d1" ]
     vcheck vreboot-backend-reconnected sh -c "[ -n \"\$(grep '/$DOMU_ID/51712: connected:' $VL/vbdfs.log)\" ]"
     vdomu_end vreboot
+    vcheck vreboot-image-released img_free /var/lib/xenlab/v-rb.qcow2
     vcheck vreboot-qemu-img-check qemu-img check -q /var/lib/xenlab/v-rb.qcow2
     rm -f /var/lib/xenlab/v-rb.qcow2
 
@@ -444,6 +457,7 @@ if section life; then
     if wait_grep $DOMU_CON 'IO RUNNING' 120; then vr vio-guest-io-running PASS; else vr vio-guest-io-running FAIL; fi
     sleep 3
     vdomu_end vio
+    vcheck vio-image-released img_free /var/lib/xenlab/v-io.qcow2
     vcheck vio-qemu-img-check qemu-img check -q /var/lib/xenlab/v-io.qcow2
     vcheck vio-released grep -q "/$DOMU_ID/51712: released" $VL/vbdfs.log
     rm -f /var/lib/xenlab/v-io.qcow2
@@ -470,6 +484,7 @@ if section life; then
         vcheck vhot-detached-gone-from-vbd test ! -e /vbd/$DOMU_ID-51728
     fi
     vdomu_end vhot
+    vcheck vhot-image-released img_free /var/lib/xenlab/v-h2.qcow2
     vcheck vhot-qemu-img-check qemu-img check -q /var/lib/xenlab/v-h2.qcow2
     rm -f /var/lib/xenlab/v-h1.img /var/lib/xenlab/v-h2.qcow2
 fi
