@@ -88,8 +88,7 @@ static int conflict(const char *path, unsigned perm, bool shared, unsigned bit, 
 						: "while another process may write it");
 }
 
-/* Take the bytes for perm and shared.  0, 1 if locks are unsupported, or
- * -errno (a held write lock, which QEMU never takes, counts as a conflict). */
+/* Take the bytes for perm and shared: 0 or -errno. */
 static int take(int fd, unsigned perm, unsigned shared)
 {
 	for (unsigned i = 0; i < IMG_PERM_BITS; i++) {
@@ -100,7 +99,7 @@ static int take(int fd, unsigned perm, unsigned shared)
 		if (r == 0 && !(shared & (1u << i)))
 			r = set_byte(fd, IMG_LOCK_SHARED_BASE + (int)i, F_RDLCK);
 		if (r < 0)
-			return locks_unsupported(r) ? 1 : r;
+			return r;
 	}
 	return 0;
 }
@@ -110,11 +109,12 @@ int img_lock_fd(int fd, const char *path, unsigned perm, unsigned shared, char *
 {
 	int r = take(fd, perm, shared);
 
-	if (r == 1) {
+	if (r < 0 && locks_unsupported(r)) {
 		unlock_all(fd);
-		warn_unsupported(path, -EINVAL);
+		warn_unsupported(path, r);
 		return 0;
 	}
+	/* someone holds a write lock on a lock byte (QEMU never does) */
 	if (r == -EAGAIN || r == -EACCES) {
 		unlock_all(fd);
 		return img_seterr(err, errlen, -EBUSY,
@@ -190,9 +190,7 @@ int img_lock_check_writable(const char *path, char *err, size_t errlen)
 	int r;
 
 	if (fd < 0)
-		return errno == ENOENT ? 0
-				       : img_seterr(err, errlen, -errno, "%s: %s", path,
-						    strerror(errno));
+		return 0; /* missing or unreadable: the create that follows says why */
 	r = img_lock_fd(fd, path, IMG_WRITER_PERM, IMG_WRITER_SHARED, err, errlen);
 	close(fd);
 	return r;

@@ -63,8 +63,8 @@ int img_lock_fd(int fd, const char *path, unsigned perm, unsigned shared, char *
 int img_create_open(const char *path, char *err, size_t errlen);
 
 /* Whether someone else uses path so that a writer could not open it
- * (-EBUSY, message in err), 0 if not (or path does not exist), another
- * -errno if it cannot be opened.  For replacing a file: check first. */
+ * (-EBUSY, message in err), else 0 (also if path cannot be opened: the
+ * caller's own create reports that).  For replacing a file: check first. */
 int img_lock_check_writable(const char *path, char *err, size_t errlen);
 
 #endif
