@@ -856,6 +856,12 @@ static void dev_sync(struct xb_dev *d)
 		if (fe_state == XB_CLOSED && online && d->phase == PH_READY &&
 		    be_state == XB_INITWAIT)
 			break;
+		/* Leave Connected at once: stopping the engine waits for the
+		 * requests in flight, and a frontend re-probed meanwhile (Linux
+		 * blkfront unbound and bound again) that still saw Connected
+		 * would "connect" without rings and hang its I/O. */
+		if (be_state == XB_CONNECTED)
+			dev_switch(d, XB_CLOSING, false);
 		dev_disconnect(d);
 		dev_switch(d, XB_CLOSED, false);
 		if (!online) {

@@ -17,6 +17,10 @@
 #                          check the marker survived ("REBOOT-OK")
 #   vbdfs.dio=xvdX         large O_DIRECT writes and reads from every vCPU at
 #                          once (each CPU's requests go to its own queue)
+#   vbdfs.rebind=xvdX:N:xvdY  N unbind/bind cycles of xvdX's blkfront while
+#                          xvdY is loaded; "REBIND ... cycles= good=
+#                          result=back|gone other=ok|FAILED" (Linux 6.1
+#                          blkfront does not reconnect after a bind: gone)
 #   vbdfs.io=xvdX          after the rest: endless write/read loop (for
 #                          xl destroy under I/O)
 # Output lines start with "XENLAB-DOMU: " on hvc0 (xenconsoled's log in dom0).
@@ -158,6 +162,54 @@ if [ -n "$DIO" ] && waitdev "$DIO"; then
     done
     say "DIO $DIO queues=$(ls /sys/block/$DIO/mq | wc -l) max_segments=$(cat /sys/block/$DIO/queue/max_segments) cpus=$ncpu bad=$bad"
     for q in /sys/block/$DIO/mq/*; do say "DIO $DIO $(basename $q) cpu_list=$(cat $q/cpu_list)"; done
+fi
+
+# ---------------------------------------------------------------- rebind
+# vbdfs.rebind=xvdX:N:xvdY : N times unbind and bind xvdX's blkfront (the
+# same domain reconnects to the same backend) while xvdY runs an O_DIRECT
+# write/read loop; after each reconnect 1 MiB written to xvdX must read back.
+RBD=$(arg vbdfs.rebind "")
+if [ -n "$RBD" ]; then
+    rd=$(echo "$RBD" | cut -d: -f1); rn=$(echo "$RBD" | cut -d: -f2); ld=$(echo "$RBD" | cut -d: -f3)
+    if waitdev "$rd" && waitdev "$ld"; then
+        node=$(basename "$(readlink /sys/block/$rd/device)")
+        ( i=0; while :; do
+            dd if=/dev/urandom of=/dev/$ld bs=64k seek=$((i % 100)) count=16 oflag=direct 2>/dev/null
+            dd if=/dev/$ld of=/dev/null bs=64k count=64 iflag=direct 2>/dev/null
+            i=$((i + 1)); done ) &
+        lp=$!
+        c=0; good=0; res=back
+        while [ "$c" -lt "$rn" ]; do
+            say "REBIND $rd cycle $c: unbind"
+            echo "$node" > /sys/bus/xen/drivers/vbd/unbind
+            i=0; while [ -b /dev/$rd ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+            [ -b /dev/$rd ] && { say "REBIND $rd still there after unbind $c"; break; }
+            # Give the backend time to see the frontend close: blkfront
+            # bound again at once may still read the old "Connected" and
+            # connect without rings (a Linux race: a userspace backend
+            # answers slower than the kernel's blkback).
+            sleep 1
+            say "REBIND $rd cycle $c: bind"
+            echo "$node" > /sys/bus/xen/drivers/vbd/bind
+            i=0; while [ ! -b /dev/$rd ] && [ $i -lt 300 ]; do usleep 100000; i=$((i + 1)); done
+            [ -b /dev/$rd ] || { say "REBIND $rd did not come back after bind $c"; res=gone; break; }
+            say "REBIND $rd cycle $c: back"
+            dd if=/dev/urandom of=/tmp/rb bs=1M count=1 2>/dev/null
+            dd if=/tmp/rb of=/dev/$rd bs=1M seek=$c count=1 oflag=direct 2>/dev/null
+            a=$(sha256sum < /tmp/rb | cut -d' ' -f1)
+            b=$(dd if=/dev/$rd bs=1M skip=$c count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+            [ "$a" = "$b" ] && good=$((good + 1))
+            c=$((c + 1))
+        done
+        kill $lp; wait $lp 2>/dev/null
+        # the other disk still works
+        dd if=/dev/urandom of=/tmp/rb bs=1M count=1 2>/dev/null
+        dd if=/tmp/rb of=/dev/$ld bs=1M seek=20 count=1 oflag=direct 2>/dev/null
+        a=$(sha256sum < /tmp/rb | cut -d' ' -f1)
+        b=$(dd if=/dev/$ld bs=1M skip=20 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+        [ "$a" = "$b" ] && lok=ok || lok=FAILED
+        say "REBIND $rd node=$node cycles=$c good=$good result=$res other=$lok"
+    fi
 fi
 
 # Kernel complaints (I/O errors, blkfront warnings) count as failures in dom0.

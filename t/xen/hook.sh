@@ -34,12 +34,16 @@
 #   hotplug util/vbdfs-hotplug run by libxl (the lab's stand-in control
 #           plane plays vbdfs): FORMAT:PATH targets pass through xl, a
 #           missing image fails xl block-attach with our message
+#   rebind  the same domain reconnecting: the guest unbinds and binds
+#           xvdb's blkfront while xvda is under I/O (no hung guest, both
+#           ends Closed, the other disk unharmed); rebindbase does the same
+#           on the kernel's xen-blkback (not in the default set)
 
 VL=/var/log/vbdfs
 mkdir -p $VL
 VB=/usr/local/bin
 SECTIONS=$(cat /etc/vbdfs-lab/sections 2>/dev/null)
-SECTIONS=${SECTIONS:-hv probe hotplug raw qcow2 overlay nego life}
+SECTIONS=${SECTIONS:-hv probe hotplug raw qcow2 overlay nego life rebind}
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # The lab's mkdomcfg with our knobs: VBDFS_KARGS (more domU kernel args),
@@ -190,6 +194,35 @@ state_trace() {
     done
 }
 
+# rebind_domu NAME DISK1 DISK2: the guest unbinds and binds xvdb's blkfront
+# up to 5 times (the same domain reconnecting) while xvda is under I/O.
+# Linux 6.1 blkfront does not reconnect after a bind (on the kernel's
+# blkback too: it stays Closed), so the device may stay gone after the
+# first cycle; what must never happen is a hung guest (a frontend that
+# "connects" without rings), a backend and frontend that disagree, or a
+# disk that stops working.
+rebind_domu() {
+    local n=$1 c g r o
+    vdomu_create $n "$2,$3" "vbdfs.rebind=xvdb:5:xvda"
+    for p in /local/domain/0/backend/vbd/$DOMU_ID/51728/state /local/domain/$DOMU_ID/device/vbd/51728/state; do
+        xenstore-watch $p 2>/dev/null | while read w; do echo "$(up) ${w%/state} $(xenstore-read $w 2>/dev/null)"; done >> $VL/$n.states &
+    done
+    if wait_grep $DOMU_CON 'REBIND xvdb node=' 150; then vr $n-guest-no-hang PASS
+    else vr $n-guest-no-hang FAIL "no REBIND result within 150s"; fi
+    show_console $n 40
+    sed "s/^/$n-states| /" $VL/$n.states
+    c=$(con_val 'REBIND xvdb node=[^ ]* cycles=\([0-9]*\)')
+    g=$(con_val 'REBIND xvdb node=[^ ]* cycles=[0-9]* good=\([0-9]*\)')
+    r=$(con_val 'REBIND xvdb node=.* result=\([a-z]*\)')
+    o=$(con_val 'REBIND xvdb node=.* other=\([A-Za-z]*\)')
+    say "$n: cycles=$c good=$g result=$r other=$o"
+    vcheck $n-each-reconnect-serves sh -c "[ -n '$c' ] && [ '$g' = '$c' ] && { [ '$r' = back -a '$c' = 5 ] || [ '$r' = gone ]; }"
+    vcheck $n-other-disk-works [ "$o" = ok ]
+    if [ "$r" = gone ]; then
+        vcheck $n-both-closed sh -c "[ \"\$(xenstore-read /local/domain/0/backend/vbd/$DOMU_ID/51728/state)\" = 6 ] && [ \"\$(xenstore-read /local/domain/$DOMU_ID/device/vbd/51728/state)\" = 6 ]"
+    fi
+}
+
 # kmsg_check NAME: the guest kernel logged no I/O errors
 kmsg_check() {
     local k=$(con_val 'KMSG-ERRORS \([0-9]*\)')
@@ -294,6 +327,16 @@ if section baseline; then
     xl destroy vbase
     rm -f /var/lib/xenlab/v-base.img
 fi
+# The same domain reconnecting, on the kernel's xen-blkback.
+if section rebindbase; then
+    say "vbdfs: baseline: blkfront unbind/bind on kernel xen-blkback"
+    make_image /var/lib/xenlab/v-rb1.img 32
+    make_image /var/lib/xenlab/v-rb2.img 32
+    rebind_domu vrbbase "'format=raw,vdev=xvda,access=rw,target=/var/lib/xenlab/v-rb1.img'" \
+        "'format=raw,vdev=xvdb,access=rw,target=/var/lib/xenlab/v-rb2.img'"
+    xl destroy vrbbase
+    rm -f /var/lib/xenlab/v-rb1.img /var/lib/xenlab/v-rb2.img
+fi
 rmmod xen-blkback 2>/dev/null
 vcheck blkback-unloaded sh -c "! grep -q '^xen_blkback ' /proc/modules"
 
@@ -366,7 +409,7 @@ if section hotplug; then
     VBDFS_RAMDISK=
 fi
 
-if section raw || section qcow2 || section overlay || section nego || section life; then
+if section raw || section qcow2 || section overlay || section nego || section life || section rebind; then
     vbdfs_start || SECTIONS=
 fi
 if section raw; then
@@ -487,6 +530,18 @@ if section life; then
     vcheck vhot-image-released img_free /var/lib/xenlab/v-h2.qcow2
     vcheck vhot-qemu-img-check qemu-img check -q /var/lib/xenlab/v-h2.qcow2
     rm -f /var/lib/xenlab/v-h1.img /var/lib/xenlab/v-h2.qcow2
+fi
+
+# The same domain reconnecting, on vbdfs.
+if section rebind; then
+    say "vbdfs: blkfront unbind/bind in one guest under I/O"
+    make_image /var/lib/xenlab/v-r1.img 32
+    make_image /tmp/r2.raw 32
+    qemu-img convert -f raw -O qcow2 /tmp/r2.raw /var/lib/xenlab/v-r2.qcow2 && rm -f /tmp/r2.raw
+    rebind_domu vrebind "$(xl_disk raw:/var/lib/xenlab/v-r1.img)" "$(xl_disk qcow2:/var/lib/xenlab/v-r2.qcow2 xvdb)"
+    vdomu_end vrebind
+    vcheck vrebind-qemu-img-check qemu-img check -q /var/lib/xenlab/v-r2.qcow2
+    rm -f /var/lib/xenlab/v-r1.img /var/lib/xenlab/v-r2.qcow2
 fi
 
 vbdfs_stop
