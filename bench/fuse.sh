@@ -65,9 +65,10 @@ i=0
 while ! grep -q ready "$W/tree.out" 2>/dev/null; do
     sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { cat "$W/tree.err" >&2; exit 1; }
 done
-echo "1 add 1 51712 raw $W/disk.raw" >"$W/ctl"
-echo "2 add 2 51712 qcow2 $W/plain.qcow2" >"$W/ctl"
-echo "3 add 3 51712 qcow2 $W/zlib.qcow2" >"$W/ctl"
+# read-only: qemu-storage-daemon opens the same images (QEMU image locks)
+echo "1 add 1 51712 raw $W/disk.raw xvda bench ro" >"$W/ctl"
+echo "2 add 2 51712 qcow2 $W/plain.qcow2 xvda bench ro" >"$W/ctl"
+echo "3 add 3 51712 qcow2 $W/zlib.qcow2 xvda bench ro" >"$W/ctl"
 sleep 0.5
 
 qsd_start() { # IMAGE FORMAT

@@ -37,6 +37,7 @@
 #define RA_WORKERS 2
 #define RA_MEM_MAX (512ull << 20) /* all open files' read-ahead buffers together */
 #define SEQ_TRIGGER 2         /* sequential reads before prefetching */
+#define SEQ_MIN_READ (64u << 10) /* smaller reads count only if contiguous */
 
 /* EMPTY -> QUEUED (prefetch) -> LOADING (a worker, or a reader that
  * needs it before any worker took it) -> READY or EMPTY (error). */
@@ -374,11 +375,16 @@ void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
 
 	if (d->nslots) {
 		pthread_mutex_lock(&d->lock);
-		/* Sequential enough: starts within the window behind the
-		 * furthest read (kernel read-ahead requests arrive out of order
-		 * on several threads) or right after it. */
+		/* Sequential enough: starts right where the furthest read
+		 * ended, or is a big read (as the kernel's read-ahead sends)
+		 * within the window behind it or just after it (those arrive
+		 * out of order on several threads).  Small reads elsewhere are
+		 * random: 4 KiB O_DIRECT reads all over a small disk would
+		 * otherwise often land in the window and set off prefetches. */
 		uint64_t window = (uint64_t)d->nslots * RA_CHUNK;
-		if ((uint64_t)off + window >= d->hi_end && (uint64_t)off <= d->hi_end + RA_CHUNK)
+		if ((uint64_t)off == d->hi_end ||
+		    (size >= SEQ_MIN_READ && (uint64_t)off + window >= d->hi_end &&
+		     (uint64_t)off <= d->hi_end + RA_CHUNK))
 			d->seq++;
 		else
 			d->seq = 0;
