@@ -139,12 +139,15 @@ endif
 
 fuzz-bins: $(FUZZ_REPLAY)
 
-# make fuzz [FUZZ_SECONDS=N]: each target for N seconds; new corpus entries
-# go to build-fuzz/corpus/<target>, crashes to build-fuzz/crash-*.
+# make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="fuzz_a fuzz_b"]: each target (all
+# by default) for N seconds; new corpus entries go to
+# build-fuzz/corpus/<target>, crashes to build-fuzz/crash-*.
+FUZZ_TARGETS ?= $(notdir $(FUZZ_REPLAY))
 fuzz:
 	util/deps.sh --fuzz
 	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
-	set -e; for f in $(notdir $(FUZZ_REPLAY)); do \
+	set -e; for f in $(FUZZ_TARGETS); do \
+	    [ -f t/fuzz/$$f.c ] || { echo "make fuzz: no target $$f (see t/fuzz/)" >&2; exit 2; }; \
 	    mkdir -p build-fuzz/corpus/$$f build-fuzz/seeds/$$f; \
 	    if [ -x t/fuzz/seeds-$$f.sh ]; then t/fuzz/seeds-$$f.sh build-fuzz/seeds/$$f; fi; \
 	    echo "== $$f for $(FUZZ_SECONDS) s"; \
