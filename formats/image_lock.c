@@ -4,10 +4,12 @@
  */
 #include "formats/image_lock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,9 +79,41 @@ static void warn_unsupported(const char *path, int neg_errno)
 			 "writers sharing one", path, strerror(-neg_errno));
 }
 
-static int conflict(const char *path, unsigned perm, bool shared, unsigned bit, char *err,
-		    size_t errlen)
+/* Whether another descriptor of this process has fd's file open: then the
+ * lock we met is (most likely) our own, and "another process" would send
+ * the reader looking in the wrong place.  Only asked on a conflict. */
+static bool open_here(int fd)
 {
+	struct stat me, st;
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	if (fstat(fd, &me) != 0 || !(d = opendir("/proc/self/fd")))
+		return false;
+	while (!found && (e = readdir(d))) {
+		char *end;
+		long n = strtol(e->d_name, &end, 10);
+
+		if (*end || end == e->d_name || n == fd || n == dirfd(d))
+			continue;
+		found = fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_dev == me.st_dev &&
+			st.st_ino == me.st_ino;
+	}
+	closedir(d);
+	return found;
+}
+
+static int conflict(int fd, const char *path, unsigned perm, bool shared, unsigned bit,
+		    char *err, size_t errlen)
+{
+	if (open_here(fd))
+		return img_seterr(err, errlen, -EBUSY,
+				  "%s: is already open in this process (another disk uses it, or "
+				  "one that was detached is still held open), and that open "
+				  "conflicts (failed to get %s\"%s\" lock); refusing to open it %s",
+				  path, shared ? "shared " : "", perm_names[bit],
+				  perm & IMG_PERM_WRITE ? "for writing" : "while it may be written");
 	return img_seterr(err, errlen, -EBUSY,
 			  "%s: is in use by another process (it holds a QEMU-compatible lock: "
 			  "failed to get %s\"%s\" lock); refusing to open it %s", path,
@@ -136,14 +170,14 @@ int img_lock_fd(int fd, const char *path, unsigned perm, unsigned shared, char *
 			r = byte_taken(fd, IMG_LOCK_SHARED_BASE + (int)i);
 			if (r > 0) {
 				unlock_all(fd);
-				return conflict(path, perm, false, i, err, errlen);
+				return conflict(fd, path, perm, false, i, err, errlen);
 			}
 		}
 		if (r == 0 && !(shared & bit)) {
 			r = byte_taken(fd, IMG_LOCK_PERM_BASE + (int)i);
 			if (r > 0) {
 				unlock_all(fd);
-				return conflict(path, perm, true, i, err, errlen);
+				return conflict(fd, path, perm, true, i, err, errlen);
 			}
 		}
 		if (r < 0) {
