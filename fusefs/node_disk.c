@@ -63,6 +63,7 @@ struct diskh {
 	pthread_cond_t cond;     /* a slot finished loading */
 	uint64_t hi_end;         /* highest end of a read so far */
 	unsigned seq;            /* reads in a row that looked sequential */
+	bool may_compress;       /* a qcow/qcow2 chain: compressed clusters possible */
 	unsigned nslots;
 	struct ra_slot slot[RA_SLOTS];
 	unsigned users;          /* its slots queued or being filled (job_lock) */
@@ -125,6 +126,7 @@ static void diskh_destroy(struct fh *h)
 void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
 {
 	struct diskh *d = calloc(1, sizeof(*d));
+	struct img_info info;
 
 	if (!d)
 		return (void)fuse_reply_err(req, ENOMEM);
@@ -132,6 +134,8 @@ void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
 	vbd_get(v);
 	d->v = v;
 	d->img = vbd_image(v);
+	img_get_info(d->img, &info);
+	d->may_compress = strcmp(info.format, "raw") != 0;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->nslots = fs_conf.readahead_mib ? fs_conf.readahead_mib : 0;
@@ -354,6 +358,29 @@ static bool has_compressed(struct img *img, uint64_t off, uint64_t len)
 	return false;
 }
 
+/*
+ * Count a read of [off, off+size) towards the sequential streak; true once
+ * the streak is long enough to read ahead.  Sequential enough: starts right
+ * where the furthest read ended, or is a big read (as the kernel's
+ * read-ahead sends) within the window behind it or just after it (those
+ * arrive out of order on several threads).  Small reads elsewhere are
+ * random: 4 KiB O_DIRECT reads all over a small disk would otherwise often
+ * land in the window and set off prefetches.  Caller holds d->lock.
+ */
+static bool note_read(struct diskh *d, uint64_t off, size_t size)
+{
+	uint64_t window = (uint64_t)d->nslots * RA_CHUNK, end = off + size;
+
+	if (off == d->hi_end ||
+	    (size >= SEQ_MIN_READ && off + window >= d->hi_end && off <= d->hi_end + RA_CHUNK))
+		d->seq++;
+	else
+		d->seq = 0;
+	if (end > d->hi_end || d->seq == 0)
+		d->hi_end = end;
+	return d->seq >= SEQ_TRIGGER;
+}
+
 void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct diskh *d = (struct diskh *)(uintptr_t)fi->fh;
@@ -374,23 +401,15 @@ void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
 	end = (uint64_t)off + size;
 
 	if (d->nslots) {
+		bool ahead;
+
 		pthread_mutex_lock(&d->lock);
-		/* Sequential enough: starts right where the furthest read
-		 * ended, or is a big read (as the kernel's read-ahead sends)
-		 * within the window behind it or just after it (those arrive
-		 * out of order on several threads).  Small reads elsewhere are
-		 * random: 4 KiB O_DIRECT reads all over a small disk would
-		 * otherwise often land in the window and set off prefetches. */
-		uint64_t window = (uint64_t)d->nslots * RA_CHUNK;
-		if ((uint64_t)off == d->hi_end ||
-		    (size >= SEQ_MIN_READ && (uint64_t)off + window >= d->hi_end &&
-		     (uint64_t)off <= d->hi_end + RA_CHUNK))
-			d->seq++;
-		else
-			d->seq = 0;
-		if (end > d->hi_end || d->seq == 0)
-			d->hi_end = end;
-		if (d->seq >= SEQ_TRIGGER && has_compressed(d->img, end, RA_CHUNK))
+		ahead = note_read(d, (uint64_t)off, size);
+		pthread_mutex_unlock(&d->lock);
+		/* Outside the lock: block status may read image metadata. */
+		ahead = ahead && d->may_compress && has_compressed(d->img, end, RA_CHUNK);
+		pthread_mutex_lock(&d->lock);
+		if (ahead)
 			prefetch(d, end);
 		got = from_slots(d, buf, (uint64_t)off, size);
 		pthread_mutex_unlock(&d->lock);
