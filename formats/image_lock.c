@@ -107,18 +107,16 @@ static bool open_here(int fd)
 static int conflict(int fd, const char *path, unsigned perm, bool shared, unsigned bit,
 		    char *err, size_t errlen)
 {
-	if (open_here(fd))
-		return img_seterr(err, errlen, -EBUSY,
-				  "%s: is already open in this process (another disk uses it, or "
-				  "one that was detached is still held open), and that open "
-				  "conflicts (failed to get %s\"%s\" lock); refusing to open it %s",
-				  path, shared ? "shared " : "", perm_names[bit],
-				  perm & IMG_PERM_WRITE ? "for writing" : "while it may be written");
+	bool here = open_here(fd);
+
 	return img_seterr(err, errlen, -EBUSY,
-			  "%s: is in use by another process (it holds a QEMU-compatible lock: "
-			  "failed to get %s\"%s\" lock); refusing to open it %s", path,
+			  "%s: %sfailed to get %s\"%s\" lock); refusing to open it %s", path,
+			  here ? "is already open in this process (another disk uses it, or one "
+				 "that was detached is still held open), and that open conflicts ("
+			       : "is in use by another process (it holds a QEMU-compatible lock: ",
 			  shared ? "shared " : "", perm_names[bit],
 			  perm & IMG_PERM_WRITE ? "for writing"
+			  : here		? "while it may be written"
 						: "while another process may write it");
 }
 
