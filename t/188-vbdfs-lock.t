@@ -12,14 +12,7 @@ need_cmd qemu-img qemu-utils
 need_cmd qemu-io qemu-utils
 need_cmd xenstore-read xenstore-utils
 plan 18
-SIM=$T/sim
-XENSTORED_PATH=$SIM/xenstored
-export XENSTORED_PATH
-
-"$VBDFS" --sim "$SIM" -f >"$T/vbdfs.log" 2>&1 &
-VPID=$!
-at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null"
-wait_for 10 grep -q "ready" "$T/vbdfs.log" || bail_out "vbdfs did not start"
+vbdfs_sim || bail_out "vbdfs did not start"
 
 # guest VAR DOMID VDEV IMAGE FORMAT [vbd-front options]: vbd-front --wait
 # as domain DOMID in the background (pid in $VAR, output $T/VAR.out);

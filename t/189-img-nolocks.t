@@ -29,13 +29,9 @@ like "$(cat "$T/info.out")" "file format: qcow2" "and reads the image"
 "$VBD_IMG" info "$T/a.qcow2" >/dev/null 2>"$T/info2.err"
 is "$?:$(grep -c "$WARN" "$T/info2.err")" "0:0" "without the shim: no warning"
 
-SIM=$T/sim
-XENSTORED_PATH=$SIM/xenstored
-export XENSTORED_PATH
-LD_PRELOAD=$SHIM "$VBDFS" --sim "$SIM" -f >"$T/vbdfs.log" 2>&1 &
-VPID=$!
-at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null"
-wait_for 10 grep -q "ready" "$T/vbdfs.log" || bail_out "vbdfs did not start"
+export LD_PRELOAD="$SHIM"
+vbdfs_sim || bail_out "vbdfs did not start"
+unset LD_PRELOAD
 qemu-img create -q -f raw "$T/b.raw" 8M
 for spec in "5 $T/a.qcow2 qcow2" "6 $T/b.raw raw"; do
     set -- $spec

@@ -6,13 +6,7 @@
 . "$(dirname "$0")/xb-lib.sh"
 need_cmd qemu-img qemu-utils
 plan 10
-SIM=$T/sim
-XENSTORED_PATH=$SIM/xenstored
-export XENSTORED_PATH
-"$VBDFS" --sim "$SIM" -f >"$T/vbdfs.log" 2>&1 &
-VPID=$!
-at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null"
-wait_for 10 grep -q ready "$T/vbdfs.log" || bail_out "vbdfs did not start"
+vbdfs_sim || bail_out "vbdfs did not start"
 
 # Guests 21-23 run long enough for all to overlap; 24 gets killed.
 for d in 21 22 23 24; do

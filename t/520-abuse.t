@@ -10,13 +10,7 @@
 need_cmd qemu-img qemu-utils
 plan 9
 
-SIM=$T/sim
-XENSTORED_PATH=$SIM/xenstored
-export XENSTORED_PATH
-"$VBDFS" --sim "$SIM" -f >"$T/vbdfs.log" 2>&1 &
-VPID=$!
-at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null"
-ok "vbdfs starts" wait_for 10 grep -q ready "$T/vbdfs.log"
+ok "vbdfs starts" vbdfs_sim
 
 # attach_guest DOMID IMAGE OUT [vbd-front options]: start a guest, attach.
 attach_guest() {

@@ -96,6 +96,20 @@ done_testing() {
 }
 
 # need_root, need_fuse, need_cmd: skip the whole test with a reason.
+# vbdfs_sim [vbdfs options...] : start `vbdfs --sim $T/sim -f` in the
+# background (SIM, VPID, log $T/vbdfs.log; XENSTORED_PATH exported for
+# xenstore-* and vbdctl), stopped at exit; waits until it says it is ready
+# (non-zero if it does not within 10 s).
+vbdfs_sim() {
+    SIM=$T/sim
+    XENSTORED_PATH=$SIM/xenstored
+    export XENSTORED_PATH
+    "$VBDFS" --sim "$SIM" -f "$@" >"$T/vbdfs.log" 2>&1 &
+    VPID=$!
+    at_exit "kill $VPID 2>/dev/null; wait $VPID 2>/dev/null"
+    wait_for 10 grep -q ready "$T/vbdfs.log"
+}
+
 need_root() { [ "$(id -u)" = 0 ] || skip_all "needs root ($*)"; }
 need_fuse() {
     [ -c /dev/fuse ] || skip_all "needs /dev/fuse for a real FUSE mount"
