@@ -61,6 +61,9 @@ struct hv_ops {
 	 * stays mapped on failure).  writable=false maps read-only. */
 	void *(*map)(struct hv *hv, uint16_t domid, const hv_gref_t *refs, unsigned n,
 		     bool writable, int *err);
+	/* Unmap exactly what one map call returned (the same n); when this
+	 * returns, the grants are no longer in use.  Anything else: -EINVAL,
+	 * and nothing is unmapped. */
 	int (*unmap)(struct hv *hv, void *addr, unsigned n);
 
 	void (*close)(struct hv *hv);
