@@ -44,7 +44,8 @@ for spec in "5 $T/a.qcow2 qcow2" "6 $T/b.raw raw"; do
 done
 wait "$G5"; r5=$?
 wait "$G6"; r6=$?
-is "$r5:$r6" "0:0" "vbdfs serves both unlocked images: both guests' verified I/O passes"
+is "$r5:$r6" "0:0" "vbdfs serves both unlocked images: both guests' verified I/O passes" ||
+    diag_file "$T/g5.out" "$T/g6.out" "$T/vbdfs.log"
 is "$(cat "$T/g5.out" "$T/g6.out" | grep -c 'mismatches=0$')" 2 "without a mismatch"
 is "$(grep -c "$WARN" "$T/vbdfs.log")" 1 "one warning in vbdfs' log for both images"
 kill "$VPID"

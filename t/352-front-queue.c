@@ -86,6 +86,11 @@ void sim_guest_set_grant_raw(struct sim_guest *g, uint32_t gref, uint16_t flags,
 {
 }
 
+int sim_guest_grant_flags(struct sim_guest *g, uint32_t gref)
+{
+	return gref < NGRANTS ? atomic_load(&g->gnt[gref].flags) : -EINVAL;
+}
+
 int sim_guest_evtchn_alloc(struct sim_guest *g, uint16_t remote)
 {
 	unsigned p = ++g->nports;

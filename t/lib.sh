@@ -5,6 +5,8 @@
 #   ok "description" command args...     # passes if the command exits 0
 #   is "$got" "$want" "description"
 #   skip_all "why"                        # the whole test, before plan
+#   is "$x" 1 "name" || diag_file "$T/log" # ok/is/like/fails return 1 on
+#                                         # failure: show the logs that explain it
 #   done_testing
 #
 # Every test gets a private scratch directory $T (removed at exit) and the
@@ -38,6 +40,13 @@ trap 'exit 130' INT TERM
 plan() { _tap_plan=$1; echo "1..$1"; }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 diag() { echo "# $*" >&2; }
+# diag_file FILE... : show files (a failed step's logs) as TAP comments
+diag_file() {
+    for _f in "$@"; do
+        echo "# --- $_f" >&2
+        sed 's/^/#   /' "$_f" >&2
+    done
+}
 bail_out() { echo "Bail out! $*"; exit 255; }
 
 _result() {
@@ -47,6 +56,7 @@ _result() {
     else
         echo "not ok $_tap_n - $2"
         _tap_failed=$((_tap_failed + 1))
+        return 1
     fi
 }
 
@@ -59,6 +69,7 @@ ok() {
         _result 1 "$_name"
         diag "command failed (exit $_rc): $*"
         sed 's/^/#   /' "$T/last.out" | head -n 20 >&2
+        return 1
     fi
 }
 
@@ -66,7 +77,7 @@ ok() {
 fails() {
     _name=$1; shift
     if "$@" >"$T/last.out" 2>&1; then
-        _result 1 "$_name"; diag "command unexpectedly succeeded: $*"
+        _result 1 "$_name"; diag "command unexpectedly succeeded: $*"; return 1
     else _result 0 "$_name"; fi
 }
 
@@ -76,13 +87,14 @@ is() {
         _result 1 "$3"
         diag "     got: '$1'"
         diag "expected: '$2'"
+        return 1
     fi
 }
 
 # like "$got" "regex" "name"
 like() {
     if printf '%s\n' "$1" | grep -Eq -- "$2"; then _result 0 "$3"
-    else _result 1 "$3"; diag "'$1' does not match /$2/"; fi
+    else _result 1 "$3"; diag "'$1' does not match /$2/"; return 1; fi
 }
 
 skip() { _n=$1; shift; while [ "$_n" -gt 0 ]; do _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # skip $*"; _n=$((_n - 1)); done; }

@@ -64,6 +64,10 @@ int vf_grant(struct vf_mem *m, uint16_t to, uint32_t frame, bool readonly);
 int vf_end_grant(struct vf_mem *m, uint32_t gref);
 void vf_grant_raw(struct vf_mem *m, uint32_t gref, uint16_t flags, uint16_t domid, uint32_t frame);
 struct sim_guest *vf_mem_guest(struct vf_mem *m);
+struct vf_dev;
+/* End a grant at teardown; one the backend still has mapped is leaked,
+ * counted in grant_leaks and named in a warning (what: "ring", "data"...). */
+void vf_end_or_leak(struct vf_dev *d, uint32_t gref, const char *what);
 
 /* ---- per-device statistics ---- */
 

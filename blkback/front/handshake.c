@@ -168,13 +168,25 @@ int vf_queue_ring_up(struct vf_dev *d, struct vf_queue *q)
 	return 0;
 }
 
+void vf_end_or_leak(struct vf_dev *d, uint32_t gref, const char *what)
+{
+	int r = vf_end_grant(d->mem, gref);
+
+	if (r == 0)
+		return;
+	atomic_fetch_add(&d->stats.grant_leaks, 1);
+	log_warn("%s: %s grant %u cannot be ended: %s (flags %#x)", d->be, what, gref,
+		 r == -EBUSY ? "the backend still has it mapped" : strerror(-r),
+		 (unsigned)sim_guest_grant_flags(vf_mem_guest(d->mem), gref));
+}
+
 void vf_queue_ring_down(struct vf_dev *d, struct vf_queue *q)
 {
 	unsigned pages = 1u << d->ring_order;
 
 	for (unsigned i = 0; i < pages; i++)
-		if (q->ring_ref[i] && vf_end_grant(d->mem, q->ring_ref[i]) < 0)
-			atomic_fetch_add(&d->stats.grant_leaks, 1);
+		if (q->ring_ref[i])
+			vf_end_or_leak(d, q->ring_ref[i], "ring");
 	memset(q->ring_ref, 0, sizeof(q->ring_ref));
 	if (q->ring_frame)
 		vf_mem_release(d->mem, q->ring_frame, pages);

@@ -96,11 +96,11 @@ void vf_queue_teardown(struct vf_queue *q)
 			continue;
 		}
 		for (unsigned j = 0; s->grefs && j < d->max_segs; j++)
-			if (s->grefs[j] && vf_end_grant(d->mem, s->grefs[j]) < 0)
-				atomic_fetch_add(&d->stats.grant_leaks, 1);
+			if (s->grefs[j])
+				vf_end_or_leak(d, s->grefs[j], "data");
 		for (unsigned j = 0; j < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; j++)
-			if (s->ind_grefs[j] && vf_end_grant(d->mem, s->ind_grefs[j]) < 0)
-				atomic_fetch_add(&d->stats.grant_leaks, 1);
+			if (s->ind_grefs[j])
+				vf_end_or_leak(d, s->ind_grefs[j], "indirect");
 		if (s->data_frame)
 			vf_mem_release(d->mem, s->data_frame, d->max_segs);
 		if (s->ind_frame)
