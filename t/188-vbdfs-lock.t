@@ -14,27 +14,11 @@ need_cmd xenstore-read xenstore-utils
 plan 18
 vbdfs_sim || bail_out "vbdfs did not start"
 
-# guest VAR DOMID VDEV IMAGE FORMAT [vbd-front options]: vbd-front --wait
-# as domain DOMID in the background (pid in $VAR, output $T/VAR.out);
-# the attach's exit status is returned, its output in $T/VAR.attach
-guest() {
-    g_var=$1 g_dom=$2 g_vdev=$3 g_img=$4 g_fmt=$5
-    shift 5
-    "$VBD_FRONT" --sim "$SIM" --domid "$g_dom" --wait "$@" "$g_vdev" >"$T/$g_var.out" 2>&1 &
-    eval "$g_var=\$!"
-    at_exit "kill -9 \$$g_var 2>/dev/null"
-    wait_for 10 xenstore-read "/local/domain/$g_dom/name"
-    if [ "$g_fmt" = ro ]; then
-        "$VBDCTL" --sim "$SIM" attach "$g_dom" "$g_vdev" "$g_img" --readonly --wait 5 >"$T/$g_var.attach" 2>&1
-    else
-        "$VBDCTL" --sim "$SIM" attach "$g_dom" "$g_vdev" "$g_img" --format "$g_fmt" --wait 5 >"$T/$g_var.attach" 2>&1
-    fi
-}
 # the same image twice in one vbdfs: the message says the holder is vbdfs itself
 HERE='is already open in this process \(another disk uses it, or one that was detached is still held open\)'
 
 qemu-img create -q -f qcow2 "$T/q.qcow2" 32M
-guest G1 5 xvda "$T/q.qcow2" qcow2 --verify --rw mix --duration 4s
+sim_guest G1 5 xvda "$T/q.qcow2" qcow2 --verify --rw mix --duration 4s
 ok "first guest connected to q.qcow2" wait_xs 10 /local/domain/0/backend/vbdfs/5/51712/state 4
 qemu-img check "$T/q.qcow2" >"$T/qc.out" 2>&1
 is "$?" 1 "qemu-img check without -U cannot open the image vbdfs serves"
@@ -42,7 +26,7 @@ like "$(cat "$T/qc.out")" 'Failed to get shared "write" lock' "QEMU's own lock m
 ok "qemu-img info -U reads it" qemu-img info -U "$T/q.qcow2"
 
 # the same image as a second, writable VBD in the same vbdfs
-guest G2 6 xvda "$T/q.qcow2" qcow2 --verify --rw mix --ios 200
+sim_guest G2 6 xvda "$T/q.qcow2" qcow2 --verify --rw mix --ios 200
 isnt_ok=$?
 is "$((isnt_ok != 0))" 1 "a second VBD on the same writable image does not connect"
 like "$(xenstore-read /local/domain/0/backend/vbdfs/6/51712/error 2>&1)" \
@@ -56,7 +40,7 @@ kill -9 $G2 2>/dev/null; wait $G2 2>/dev/null
 "$VBDCTL" --sim "$SIM" detach 6 xvda --timeout 2 >/dev/null 2>&1
 ok "detach the first" "$VBDCTL" --sim "$SIM" detach 5 xvda
 ok "qemu-img check clean (no -U: nobody holds it now)" qemu-img check -q "$T/q.qcow2"
-guest G3 6 xvda "$T/q.qcow2" qcow2 --verify --rw mix --ios 200
+sim_guest G3 6 xvda "$T/q.qcow2" qcow2 --verify --rw mix --ios 200
 ok "now the other guest attaches it" wait $G3
 "$VBDCTL" --sim "$SIM" detach 6 xvda >/dev/null 2>&1
 
@@ -65,9 +49,9 @@ qemu-img create -q -f qcow2 "$T/base.qcow2" 32M
 qemu-io -f qcow2 -c 'write -P 0x5a 0 32M' "$T/base.qcow2" >/dev/null
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$T/o1.qcow2"
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$T/o2.qcow2"
-guest G4 7 xvda "$T/o1.qcow2" qcow2 --verify --rw mix --duration 3s
-guest G5 8 xvda "$T/o2.qcow2" qcow2 --verify --rw mix --duration 3s
-guest G6 9 xvda "$T/base.qcow2" ro --rw read --duration 3s
+sim_guest G4 7 xvda "$T/o1.qcow2" qcow2 --verify --rw mix --duration 3s
+sim_guest G5 8 xvda "$T/o2.qcow2" qcow2 --verify --rw mix --duration 3s
+sim_guest G6 9 xvda "$T/base.qcow2" ro --rw read --duration 3s
 ok "three guests connected on one backing file" sh -c \
     "xenstore-read /local/domain/0/backend/vbdfs/7/51712/state /local/domain/0/backend/vbdfs/8/51712/state /local/domain/0/backend/vbdfs/9/51712/state | tr '\n' ' ' | grep -qx '4 4 4 '"
 fails "meanwhile nobody may write the backing file" qemu-io -f qcow2 -c 'write 0 4k' "$T/base.qcow2"

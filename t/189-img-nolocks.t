@@ -33,20 +33,13 @@ export LD_PRELOAD="$SHIM"
 vbdfs_sim || bail_out "vbdfs did not start"
 unset LD_PRELOAD
 qemu-img create -q -f raw "$T/b.raw" 8M
-for spec in "5 $T/a.qcow2 qcow2" "6 $T/b.raw raw"; do
-    set -- $spec
-    "$VBD_FRONT" --sim "$SIM" --domid "$1" --wait --verify --rw mix --ios 300 xvda \
-        >"$T/g$1.out" 2>&1 &
-    eval "G$1=\$!"
-    at_exit "kill -9 \$G$1 2>/dev/null"
-    wait_for 10 xenstore-read "/local/domain/$1/name"
-    "$VBDCTL" --sim "$SIM" attach "$1" xvda "$2" --format "$3" --wait 5 >/dev/null 2>&1
-done
+sim_guest G5 5 xvda "$T/a.qcow2" qcow2 --verify --rw mix --ios 300
+sim_guest G6 6 xvda "$T/b.raw" raw --verify --rw mix --ios 300
 wait "$G5"; r5=$?
 wait "$G6"; r6=$?
 is "$r5:$r6" "0:0" "vbdfs serves both unlocked images: both guests' verified I/O passes" ||
-    diag_file "$T/g5.out" "$T/g6.out" "$T/vbdfs.log"
-is "$(cat "$T/g5.out" "$T/g6.out" | grep -c 'mismatches=0$')" 2 "without a mismatch"
+    diag_file "$T/G5.out" "$T/G6.out" "$T/vbdfs.log"
+is "$(cat "$T/G5.out" "$T/G6.out" | grep -c 'mismatches=0$')" 2 "without a mismatch"
 is "$(grep -c "$WARN" "$T/vbdfs.log")" 1 "one warning in vbdfs' log for both images"
 kill "$VPID"
 wait "$VPID"

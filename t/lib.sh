@@ -122,6 +122,22 @@ vbdfs_sim() {
     wait_for 10 grep -q ready "$T/vbdfs.log"
 }
 
+# sim_guest VAR DOMID VDEV IMAGE FORMAT [vbd-front options] : with
+# vbdfs_sim running, a vbd-front guest as domain DOMID in the background
+# (its pid in $VAR, its report in $T/VAR.out), then IMAGE attached to it
+# (FORMAT "ro": read-only, format probed).  Returns the attach's status,
+# whose output is in $T/VAR.attach.
+sim_guest() {
+    g_var=$1 g_dom=$2 g_vdev=$3 g_img=$4 g_fmt=$5
+    shift 5
+    "$VBD_FRONT" --sim "$SIM" --domid "$g_dom" --wait "$@" "$g_vdev" >"$T/$g_var.out" 2>&1 &
+    eval "$g_var=\$!"
+    at_exit "kill -9 \$$g_var 2>/dev/null"
+    wait_for 10 xenstore-read "/local/domain/$g_dom/name"
+    if [ "$g_fmt" = ro ]; then set -- --readonly; else set -- --format "$g_fmt"; fi
+    "$VBDCTL" --sim "$SIM" attach "$g_dom" "$g_vdev" "$g_img" "$@" --wait 5 >"$T/$g_var.attach" 2>&1
+}
+
 need_root() { [ "$(id -u)" = 0 ] || skip_all "needs root ($*)"; }
 need_fuse() {
     [ -c /dev/fuse ] || skip_all "needs /dev/fuse for a real FUSE mount"
