@@ -367,6 +367,13 @@ static int fill_attr(fuse_ino_t ino, struct stat *st)
 		st->st_blksize = 512;
 		return 0;
 	}
+	if (!v && kind == K_DISK && (v = disk_held(devno)) != NULL) {
+		/* Detached, still open.  Its image may be shared by a new
+		 * device (vbd_adopt_image) whose writes nobody tracks for this
+		 * inode: a fresh mtime has the kernel drop cached pages. */
+		d.born = mount_time;
+		clock_gettime(CLOCK_REALTIME, &d.mtime);
+	}
 	if (!v)
 		return -ENOENT;
 	st->st_atim = st->st_mtim = st->st_ctim = d.born;
@@ -727,7 +734,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (kind == K_DISK && (fi->flags & O_TRUNC) && wr) {
 		fuse_reply_err(req, EACCES);
 	} else if (kind == K_DISK) {
-		disk_open(req, v, fi);
+		disk_open(req, v, devno, fi);
 	} else if (kind == K_REQUESTS) {
 		requests_open(req, v, fi);
 	} else {

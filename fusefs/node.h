@@ -95,7 +95,11 @@ void node_info_text(struct vbd *v, struct text *t, bool json);
 void node_map_text(struct vbd *v, struct text *t);
 
 /* node_disk.c: the raw view.  fi->fh is owned by node_disk. */
-void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi);
+void disk_open(fuse_req_t req, struct vbd *v, uint64_t devno, struct fuse_file_info *fi);
+/* The device of an open disk file of directory devno, referenced, or
+ * NULL: after a detach, fstat() of a file still open (a loop mount's, a
+ * held descriptor) goes on answering. */
+struct vbd *disk_held(uint64_t devno);
 void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
 void disk_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 		struct fuse_file_info *fi);

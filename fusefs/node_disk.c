@@ -58,6 +58,8 @@ struct ra_slot {
 struct diskh {
 	struct fh h;
 	struct vbd *v;           /* referenced */
+	uint64_t devno;          /* of the directory it was opened in */
+	struct diskh *open_next; /* open_list */
 	struct img *img;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;     /* a slot finished loading */
@@ -70,6 +72,10 @@ struct diskh {
 };
 
 static atomic_uint_fast64_t ra_mem;   /* bytes of slot buffers allocated */
+
+/* Every open disk file, so a detached device's still answers fstat(). */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct diskh *open_list;
 
 /* Bumped by every write through this tree (guest writes show in stats). */
 static atomic_uint_fast64_t fuse_writes;
@@ -95,6 +101,14 @@ static void diskh_destroy(struct fh *h)
 	struct diskh *d = (struct diskh *)h;
 
 	fs_fh_untrack(h);
+	pthread_mutex_lock(&open_lock);
+	for (struct diskh **p = &open_list; *p; p = &(*p)->open_next) {
+		if (*p == d) {
+			*p = d->open_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&open_lock);
 	/* Off the job queue, and no worker still filling our slots. */
 	pthread_mutex_lock(&job_lock);
 	for (struct ra_slot **p = &job_head; *p;) {
@@ -123,7 +137,7 @@ static void diskh_destroy(struct fh *h)
 	free(d);
 }
 
-void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
+void disk_open(fuse_req_t req, struct vbd *v, uint64_t devno, struct fuse_file_info *fi)
 {
 	struct diskh *d = calloc(1, sizeof(*d));
 	struct img_info info;
@@ -133,6 +147,7 @@ void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
 	d->h.destroy = diskh_destroy;
 	vbd_get(v);
 	d->v = v;
+	d->devno = devno;
 	d->img = vbd_image(v);
 	img_get_info(d->img, &info);
 	d->may_compress = strcmp(info.format, "raw") != 0;
@@ -142,11 +157,30 @@ void disk_open(fuse_req_t req, struct vbd *v, struct fuse_file_info *fi)
 	if (d->nslots > RA_SLOTS)
 		d->nslots = RA_SLOTS;
 	fs_fh_track(&d->h);
+	pthread_mutex_lock(&open_lock);
+	d->open_next = open_list;
+	open_list = d;
+	pthread_mutex_unlock(&open_lock);
 	fi->fh = (uintptr_t)d;
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) != 0)
 		diskh_destroy(&d->h);
+}
+
+struct vbd *disk_held(uint64_t devno)
+{
+	struct vbd *v = NULL;
+
+	pthread_mutex_lock(&open_lock);
+	for (struct diskh *d = open_list; d && !v; d = d->open_next) {
+		if (d->devno == devno) {
+			v = d->v;
+			vbd_get(v);
+		}
+	}
+	pthread_mutex_unlock(&open_lock);
+	return v;
 }
 
 void disk_release(fuse_req_t req, struct fuse_file_info *fi)
