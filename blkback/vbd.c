@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/image.h"
 #include "util/stats.h"
@@ -17,6 +18,7 @@
 struct vbd {
 	_Atomic unsigned refs;
 	bool registered;
+	bool retired;              /* unregistered, kept alive by readers */
 	uint16_t domid;
 	uint32_t devid;
 	char name[32];
@@ -29,11 +31,12 @@ struct vbd {
 	pthread_mutex_t info_lock; /* guards info_fn against a concurrent unset */
 	vbd_info_fn info_fn;
 	void *info_arg;
-	struct vbd *next;          /* registry list */
+	struct vbd *next;          /* registry list, or the retired list */
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vbd *reg_head;
+static struct vbd *retired_head; /* unregistered devices someone still holds */
 
 #define MAX_LISTENERS 4
 static struct {
@@ -80,10 +83,28 @@ void vbd_get(struct vbd *v)
 	atomic_fetch_add(&v->refs, 1);
 }
 
+/* Unlink v from a list it is on.  Caller holds reg_lock. */
+static bool unlink_from(struct vbd **head, struct vbd *v)
+{
+	for (struct vbd **p = head; *p; p = &(*p)->next) {
+		if (*p == v) {
+			*p = v->next;
+			return true;
+		}
+	}
+	return false;
+}
+
 void vbd_put(struct vbd *v)
 {
 	if (!v || atomic_fetch_sub(&v->refs, 1) != 1)
 		return;
+	/* vbd_adopt_image() may be looking at v's image: it does so under
+	 * reg_lock, and v stays allocated until it is off the list. */
+	pthread_mutex_lock(&reg_lock);
+	if (v->retired)
+		unlink_from(&retired_head, v);
+	pthread_mutex_unlock(&reg_lock);
 	trace_shutdown(v->trace);
 	trace_free(v->trace);
 	stats_destroy(&v->stats);
@@ -114,19 +135,16 @@ void vbd_register(struct vbd *v)
 
 void vbd_unregister(struct vbd *v)
 {
-	bool found = false;
+	bool found;
 
 	pthread_mutex_lock(&reg_lock);
-	for (struct vbd **p = &reg_head; *p; p = &(*p)->next) {
-		if (*p == v) {
-			*p = v->next;
-			found = true;
-			break;
-		}
-	}
+	found = unlink_from(&reg_head, v);
 	if (found) {
 		v->registered = false;
 		notify(v, false);
+		v->retired = true;
+		v->next = retired_head;
+		retired_head = v;
 	}
 	pthread_mutex_unlock(&reg_lock);
 	if (found) {
@@ -162,6 +180,29 @@ struct vbd *vbd_find(const char *name)
 	}
 	pthread_mutex_unlock(&reg_lock);
 	return found;
+}
+
+struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly)
+{
+	struct img *img = NULL;
+	struct img_info info;
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return NULL;
+	pthread_mutex_lock(&reg_lock);
+	for (struct vbd *v = retired_head; v && !img; v = v->next) {
+		if (!v->img || !img_is_file(v->img, &st))
+			continue;
+		if (!readonly && !(img_caps(v->img) & IMG_CAN_WRITE))
+			continue; /* opened read-only: cannot serve a writer */
+		img_get_info(v->img, &info);
+		if (fmt && (!info.format || strcmp(fmt, info.format) != 0))
+			continue;
+		img = img_ref(v->img);
+	}
+	pthread_mutex_unlock(&reg_lock);
+	return img;
 }
 
 void vbd_set_vdev(struct vbd *v, const char *vdev)

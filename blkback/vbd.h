@@ -60,4 +60,17 @@ void vbd_set_info_fn(struct vbd *v, vbd_info_fn fn, void *arg);
 void vbd_register(struct vbd *v);
 void vbd_unregister(struct vbd *v);
 
+/*
+ * A device that left the registry while someone (a reader of its /vbd
+ * files, a loop mount) still holds it keeps its image open, and with it
+ * the image's lock.  When the same image is attached again (a guest
+ * rebooted: a new domain, the same disk), the new device shares that open
+ * image instead of failing on the lock: returns a new reference to it
+ * (img_close() drops it), or NULL if no retired device holds path open in
+ * a way that can serve this attach (a writer needs an image opened
+ * writable; fmt, if given, must match).  Only detached devices are
+ * considered: two attached devices never share a writable image.
+ */
+struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly);
+
 #endif

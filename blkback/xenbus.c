@@ -479,7 +479,11 @@ static int dev_setup(struct xb_dev *d)
 
 	flags = (d->readonly ? IMG_RDONLY : 0) | (xb->cfg.direct_io ? IMG_DIRECT : 0);
 	err[0] = '\0';
-	r = img_open(d->path, d->fmt, flags, &img, err, sizeof(err));
+	img = vbd_adopt_image(d->path, d->fmt, d->readonly);
+	if (img)
+		log_info("%s: %s is still open for a reader of a detached disk's /vbd files; "
+			 "sharing that open image", d->be, d->path);
+	r = img ? 0 : img_open(d->path, d->fmt, flags, &img, err, sizeof(err));
 	if (r < 0) {
 		dev_error(d, "cannot open image: %s", err[0] ? err : strerror(-r));
 		return -1;

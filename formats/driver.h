@@ -78,6 +78,7 @@ struct img {
 	unsigned depth;          /* 0 for the image the caller opened */
 	dev_t dev;               /* identity of the file, for loop checks */
 	ino_t ino;
+	unsigned refs;           /* owners (img_ref); img_close drops one */
 };
 
 extern const struct img_driver raw_driver;

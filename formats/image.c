@@ -196,9 +196,20 @@ static int open_backing(struct img *img, const struct chain *self, char *err, si
 	return r;
 }
 
+struct img *img_ref(struct img *img)
+{
+	__atomic_add_fetch(&img->refs, 1, __ATOMIC_RELAXED);
+	return img;
+}
+
+bool img_is_file(const struct img *img, const struct stat *st)
+{
+	return st->st_dev == img->dev && st->st_ino == img->ino;
+}
+
 void img_close(struct img *img)
 {
-	if (!img)
+	if (!img || __atomic_sub_fetch(&img->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	/* the driver first: its close may still flush (and could read) */
 	if (img->drv && img->drv->close)
@@ -249,6 +260,7 @@ static int open_layer(const char *path, const char *fmt, unsigned flags, unsigne
 	if (!img)
 		return img_seterr(err, errlen, -ENOMEM, "%s: out of memory", path);
 	img->fd = -1;
+	img->refs = 1;
 	img->flags = flags;
 	img->readonly = rdonly;
 	img->depth = depth;

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 struct img;
@@ -59,7 +60,13 @@ struct img;
  */
 int img_open(const char *path, const char *fmt, unsigned flags, struct img **out,
 	     char *err, size_t errlen);
+/* An open image may have several owners: img_ref() adds one (and returns
+ * img); img_close() drops one and closes the image with the last. */
+struct img *img_ref(struct img *img);
 void img_close(struct img *img);
+/* Whether st (stat() of a path) is the file img was opened from (the top
+ * image, not a backing file). */
+bool img_is_file(const struct img *img, const struct stat *st);
 
 /* Probe a file's format from its magic: "raw", "qcow2", "qcow". For
  * inspection only (see above). */
