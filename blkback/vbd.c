@@ -185,7 +185,6 @@ struct vbd *vbd_find(const char *name)
 struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly)
 {
 	struct img *img = NULL;
-	struct img_info info;
 	struct stat st;
 
 	if (stat(path, &st) < 0)
@@ -196,8 +195,7 @@ struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly)
 			continue;
 		if (!readonly && !(img_caps(v->img) & IMG_CAN_WRITE))
 			continue; /* opened read-only: cannot serve a writer */
-		img_get_info(v->img, &info);
-		if (fmt && (!info.format || strcmp(fmt, info.format) != 0))
+		if (fmt && strcmp(fmt, img_format(v->img)) != 0)
 			continue;
 		img = img_ref(v->img);
 	}

@@ -353,6 +353,11 @@ unsigned img_caps(const struct img *img)
 	return img->caps;
 }
 
+const char *img_format(const struct img *img)
+{
+	return img->drv->name;
+}
+
 int img_resize(struct img *img, uint64_t new_size)
 {
 	int r;

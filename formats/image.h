@@ -74,6 +74,7 @@ int img_probe(const char *path, const char **fmt, char *err, size_t errlen);
 
 uint64_t img_size(const struct img *img);      /* virtual size in bytes */
 unsigned img_caps(const struct img *img);      /* IMG_CAN_* */
+const char *img_format(const struct img *img); /* "raw", "qcow2", "qcow" */
 
 /* Vectored I/O at a byte offset; the whole range must lie inside the disk.
  * Reads of unallocated space return zeros (or the backing file's data). */
