@@ -481,6 +481,14 @@ if section life; then
     qemu-img convert -f raw -O qcow2 /tmp/rb.raw /var/lib/xenlab/v-rb.qcow2 && rm -f /tmp/rb.raw
     VBDFS_ON_REBOOT=restart vdomu_create vreboot "$(xl_disk qcow2:/var/lib/xenlab/v-rb.qcow2)" "vbdfs.reboot=xvda"
     d1=$DOMU_ID
+    # A reader holds the disk file open across the reboot, as a loop mount
+    # would: the new domain's disk shares the image vbdfs still has open.
+    held=0
+    if [ $HAVE_VBD = 1 ]; then
+        i=0; while [ ! -e /vbd/$d1-51712/disk ] && [ $i -lt 50 ]; do usleep 200000; i=$((i + 1)); done
+        exec 7</vbd/$d1-51712/disk && held=1
+        vcheck vreboot-disk-held-open [ $held = 1 ]
+    fi
     if wait_grep $DOMU_CON 'REBOOT-OK' 120; then vr vreboot-marker-survives PASS
     else vr vreboot-marker-survives FAIL; fi
     wait_grep $DOMU_CON 'XENLAB-DOMU: DONE' 60
@@ -488,6 +496,11 @@ if section life; then
     DOMU_ID=$(xl domid vreboot 2>/dev/null)
     vcheck vreboot-new-domain [ -n "$DOMU_ID" -a "$DOMU_ID" != "$d1" ]
     vcheck vreboot-backend-reconnected sh -c "[ -n \"\$(grep '/$DOMU_ID/51712: connected:' $VL/vbdfs.log)\" ]"
+    if [ $held = 1 ]; then
+        vcheck vreboot-held-image-shared grep -q "/$DOMU_ID/51712: .* is still open for a reader of a detached disk" $VL/vbdfs.log
+        vcheck vreboot-held-view-is-live sh -c "cmp -n 4194304 - /vbd/$DOMU_ID-51712/disk <&7"
+        exec 7<&-
+    fi
     vdomu_end vreboot
     vcheck vreboot-image-released img_free /var/lib/xenlab/v-rb.qcow2
     vcheck vreboot-qemu-img-check qemu-img check -q /var/lib/xenlab/v-rb.qcow2
