@@ -26,6 +26,7 @@
 #include <xenstore.h>
 
 #include "blkback/vdev.h"
+#include "formats/image.h"
 #include "blkback/xenbus.h"
 #include "util/version.h"
 
@@ -351,6 +352,47 @@ static int cmd_attach(const struct opts *o, int argc, char **argv)
 	return r;
 }
 
+/* ---------------------------------------------------------------- disks */
+
+/* A disk as vbdctl list shows it (and detach needs its image). */
+struct row {
+	unsigned domid;
+	uint32_t devid;
+	const char *type;
+	char vdev[32], image[XB_PARAMS_MAX], format[16], mode[8], error[256];
+	int be_state, fe_state;
+};
+
+static void read_row(struct xs_handle *xs, const char *be, struct row *r)
+{
+	char path[300], fe[256], params[XB_PARAMS_MAX + 16], fmt[16];
+	const char *f = NULL;
+	char err[64];
+
+	snprintf(path, sizeof(path), "%s/params", be);
+	if (!rd(xs, XBT_NULL, path, params, sizeof(params)))
+		params[0] = '\0';
+	snprintf(path, sizeof(path), "%s/format", be);
+	bool have_fmt = rd(xs, XBT_NULL, path, fmt, sizeof(fmt));
+	snprintf(path, sizeof(path), "%s/mode", be);
+	if (!rd(xs, XBT_NULL, path, r->mode, sizeof(r->mode)))
+		strcpy(r->mode, "?");
+	bool ro = strchr(r->mode, 'w') == NULL;
+	if (xb_image_spec(params, have_fmt ? fmt : NULL, ro,
+			  strcmp(r->type, "vbd") == 0 ? "raw" : NULL, &f, r->image,
+			  sizeof(r->image), err, sizeof(err)) < 0)
+		snprintf(r->image, sizeof(r->image), "%.*s", (int)sizeof(r->image) - 1, params);
+	snprintf(r->format, sizeof(r->format), "%s", f ? f : "probe");
+	snprintf(path, sizeof(path), "%s/error", be);
+	if (!rd(xs, XBT_NULL, path, r->error, sizeof(r->error)))
+		r->error[0] = '\0';
+	r->be_state = read_state(xs, be);
+	snprintf(path, sizeof(path), "%s/frontend", be);
+	r->fe_state = rd(xs, XBT_NULL, path, fe, sizeof(fe)) ? read_state(xs, fe) : -1;
+	if (vdev_name(r->devid, r->vdev, sizeof(r->vdev)) < 0)
+		snprintf(r->vdev, sizeof(r->vdev), "-");
+}
+
 /* ---------------------------------------------------------------- detach */
 
 /* Remove both directories in one transaction. */
@@ -370,6 +412,24 @@ static int remove_nodes(struct xs_handle *xs, const char *be, const char *fe)
 			break;
 	}
 	return fail(EX_FAIL, "cannot remove %s: %s", be, strerror(errno));
+}
+
+/* After a writable disk's nodes are gone, vbdfs lets go of its image: wait
+ * (up to the detach timeout) until a writer could open it, so that
+ * qemu-img and the like can use it as soon as we return.  A reader still
+ * holding one of the disk's /vbd files keeps it open: say so. */
+static void wait_image_free(const char *image, uint64_t end)
+{
+	char err[512];
+
+	while (img_check_free(image, err, sizeof(err)) == -EBUSY) {
+		if (now_ms() >= end) {
+			fprintf(stderr, "vbdctl: warning: the disk is detached, but its image is "
+				"still in use: %s\n", err);
+			return;
+		}
+		sleep_ms(50);
+	}
 }
 
 static int cmd_detach(const struct opts *o, int argc, char **argv)
@@ -393,6 +453,9 @@ static int cmd_detach(const struct opts *o, int argc, char **argv)
 		xs_close(xs);
 		return fail(EX_NOTFOUND, "%s is not attached to domain %u", argv[1], domid);
 	}
+	struct row row = { .domid = domid, .devid = devid, .type = type_of(o) };
+	read_row(xs, be, &row);
+	uint64_t end = now_ms() + (uint64_t)o->timeout * 1000;
 	st = read_state(xs, be);
 	if (st > XB_INITIALISING && st < XB_CLOSED) {
 		/* As libxl: online=0 and Closing in one transaction, then
@@ -408,7 +471,6 @@ static int cmd_detach(const struct opts *o, int argc, char **argv)
 			else if (!okw)
 				break;
 		}
-		uint64_t end = now_ms() + (uint64_t)o->timeout * 1000;
 		while (okw && read_state(xs, be) != XB_CLOSED && exists(xs, XBT_NULL, be) &&
 		       now_ms() < end)
 			sleep_ms(50);
@@ -420,6 +482,8 @@ static int cmd_detach(const struct opts *o, int argc, char **argv)
 		}
 	}
 	r = remove_nodes(xs, be, fe);
+	if (r == EX_OK && strchr(row.mode, 'w') && row.image[0] == '/')
+		wait_image_free(row.image, end);
 	/* An empty backend/<type>/<domid> directory is left by the last disk. */
 	snprintf(path, sizeof(path), "/local/domain/%u/backend/%s/%u", BACKEND_DOMID, type_of(o),
 		 domid);
@@ -434,13 +498,6 @@ static int cmd_detach(const struct opts *o, int argc, char **argv)
 
 /* ---------------------------------------------------------------- list */
 
-struct row {
-	unsigned domid;
-	uint32_t devid;
-	const char *type;
-	char vdev[32], image[XB_PARAMS_MAX], format[16], mode[8], error[256];
-	int be_state, fe_state;
-};
 
 static void json_str(const char *s)
 {
@@ -488,35 +545,6 @@ static void print_row(const struct row *r, bool json, bool first)
 	       r->error[0] ? "  error: " : "", r->error);
 }
 
-static void read_row(struct xs_handle *xs, const char *be, struct row *r)
-{
-	char path[300], fe[256], params[XB_PARAMS_MAX + 16], fmt[16];
-	const char *f = NULL;
-	char err[64];
-
-	snprintf(path, sizeof(path), "%s/params", be);
-	if (!rd(xs, XBT_NULL, path, params, sizeof(params)))
-		params[0] = '\0';
-	snprintf(path, sizeof(path), "%s/format", be);
-	bool have_fmt = rd(xs, XBT_NULL, path, fmt, sizeof(fmt));
-	snprintf(path, sizeof(path), "%s/mode", be);
-	if (!rd(xs, XBT_NULL, path, r->mode, sizeof(r->mode)))
-		strcpy(r->mode, "?");
-	bool ro = strchr(r->mode, 'w') == NULL;
-	if (xb_image_spec(params, have_fmt ? fmt : NULL, ro,
-			  strcmp(r->type, "vbd") == 0 ? "raw" : NULL, &f, r->image,
-			  sizeof(r->image), err, sizeof(err)) < 0)
-		snprintf(r->image, sizeof(r->image), "%.*s", (int)sizeof(r->image) - 1, params);
-	snprintf(r->format, sizeof(r->format), "%s", f ? f : "probe");
-	snprintf(path, sizeof(path), "%s/error", be);
-	if (!rd(xs, XBT_NULL, path, r->error, sizeof(r->error)))
-		r->error[0] = '\0';
-	r->be_state = read_state(xs, be);
-	snprintf(path, sizeof(path), "%s/frontend", be);
-	r->fe_state = rd(xs, XBT_NULL, path, fe, sizeof(fe)) ? read_state(xs, fe) : -1;
-	if (vdev_name(r->devid, r->vdev, sizeof(r->vdev)) < 0)
-		snprintf(r->vdev, sizeof(r->vdev), "-");
-}
 
 static int cmd_list(const struct opts *o, int argc, char **argv)
 {

@@ -867,10 +867,13 @@ static void dev_sync(struct xb_dev *d)
 		if (be_state == XB_CONNECTED)
 			dev_switch(d, XB_CLOSING, false);
 		dev_disconnect(d);
-		dev_switch(d, XB_CLOSED, false);
-		if (!online) {
+		/* Detached: let go of the image before saying Closed, so a
+		 * toolstack that waits for Closed (libxl, vbdctl detach) finds
+		 * the image free for qemu-img and friends when it returns. */
+		if (!online)
 			dev_release(d, "detached");
-		} else if (d->reconnect) {
+		dev_switch(d, XB_CLOSED, false);
+		if (online && d->reconnect) {
 			d->reconnect = false;
 			dev_publish_features(d);
 		}

@@ -202,6 +202,11 @@ struct img *img_ref(struct img *img)
 	return img;
 }
 
+int img_check_free(const char *path, char *err, size_t errlen)
+{
+	return img_lock_check_writable(path, err, errlen);
+}
+
 bool img_is_file(const struct img *img, const struct stat *st)
 {
 	return st->st_dev == img->dev && st->st_ino == img->ino;

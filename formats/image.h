@@ -64,6 +64,10 @@ int img_open(const char *path, const char *fmt, unsigned flags, struct img **out
  * img); img_close() drops one and closes the image with the last. */
 struct img *img_ref(struct img *img);
 void img_close(struct img *img);
+/* Whether a writer could open path now: 0 if nobody (vbdfs, QEMU,
+ * qemu-img) holds it in a way that excludes writers; -EBUSY and a message
+ * naming path and the lock otherwise (0 too if path cannot be opened). */
+int img_check_free(const char *path, char *err, size_t errlen);
 /* Whether st (stat() of a path) is the file img was opened from (the top
  * image, not a backing file). */
 bool img_is_file(const struct img *img, const struct stat *st);

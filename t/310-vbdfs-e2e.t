@@ -60,6 +60,7 @@ ok "deterministic run on raw" wait $GPID
 guest 6 xvdb "$T/c.qcow2" qcow2 $DET
 ok "deterministic run on compressed qcow2" wait $GPID
 "$VBDCTL" --sim "$SIM" detach 6 xvdb
+# (vbdctl detach returns once vbdfs let go of the image: no -U needed)
 ok "qemu-img compare: compressed qcow2 == raw after the same writes" \
     qemu-img compare -q "$T/copy.raw" "$T/c.qcow2"
 ok "compressed qcow2: qemu-img check clean" qemu-img check -q "$T/c.qcow2"

@@ -6,10 +6,11 @@
 # the new guest's verified I/O passes, the held file shows what it wrote,
 # and once everyone let go the image checks clean.  An image the detached
 # disk had only read-only still cannot be attached writable meanwhile.
+# vbdctl detach warns when a held file keeps the image in use.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-fuse.sh"
 need_cmd xenstore-read xenstore-utils
-plan 12
+plan 14
 mkdir -p "$M"
 vbdfs_sim "$M" || bail_out "vbdfs did not start: $(cat "$T/vbdfs.log")"
 at_exit "grep -q ' $M fuse' /proc/mounts && fusermount3 -uz '$M'"
@@ -54,4 +55,16 @@ like "$(xenstore-read /local/domain/0/backend/vbdfs/8/51712/error 2>&1)" "$HERE"
     "and the error node says vbdfs itself holds it"
 exec 5<&-
 kill -9 $G4 2>/dev/null
+
+# vbdctl detach waits until vbdfs let go of a writable image; if a reader
+# still holds the disk's file, it says so after its timeout, and detaches.
+sim_guest G5 9 xvda "$T/a.qcow2" qcow2 --rw mix --ios 200
+wait_for 10 test -e "$M/9-51712/disk"
+exec 6<"$M/9-51712/disk"
+wait $G5
+"$VBDCTL" --sim "$SIM" detach 9 xvda --timeout 1 2>"$T/detach.err"
+is "$?" 0 "detach of a disk whose image a reader holds: exit 0"
+like "$(cat "$T/detach.err")" "detached, but its image is still in use: .*a.qcow2" \
+    "with a warning that the image is still in use"
+exec 6<&-
 done_testing
