@@ -18,6 +18,7 @@
 #include "blkback/sim/sim.h"
 #include "util/log.h"
 #include "util/tap.h"
+#include "simtest.h"
 
 static char dir[64];
 
@@ -310,17 +311,7 @@ static void test_garbage(struct xs_handle *h)
 
 int main(void)
 {
-	char err[256];
-	const char *tmp = "/tmp"; /* socket paths must stay short */
-	snprintf(dir, sizeof(dir), "%s/vbdfs-201.XXXXXX", tmp);
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	signal(SIGPIPE, SIG_IGN);
-	log_init("201", VLOG_ERR, false);
-	plan(68);
-	struct sim *sim = sim_start(dir, err, sizeof(err));
-	if (!sim)
-		bail_out(err);
+	struct sim *sim = simtest_start(dir, sizeof(dir), "201", 68);
 	char path[128];
 	snprintf(path, sizeof(path), "%s/xenstored", dir);
 	setenv("XENSTORED_PATH", path, 1);
@@ -335,9 +326,5 @@ int main(void)
 
 	xs_close(h);
 	xs_close(h2);
-	sim_stop(sim);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)!system(cmd);
-	return done_testing();
+	return simtest_end(sim, dir);
 }

@@ -19,6 +19,7 @@
 #include "blkback/sim/sim.h"
 #include "util/log.h"
 #include "util/tap.h"
+#include "simtest.h"
 
 static bool rd_is(struct xs_handle *h, const char *path, const char *want)
 {
@@ -77,15 +78,7 @@ static const char *next_event(struct xs_handle *h, int ms)
 int main(void)
 {
 	char dir[64], err[256], path[128];
-	snprintf(dir, sizeof(dir), "/tmp/vbdfs-202.XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	signal(SIGPIPE, SIG_IGN);
-	log_init("202", VLOG_ERR, false);
-	plan(48);
-	struct sim *sim = sim_start(dir, err, sizeof(err));
-	if (!sim)
-		bail_out(err);
+	struct sim *sim = simtest_start(dir, sizeof(dir), "202", 48);
 	struct sim_guest *g3 = sim_guest_connect(dir, 3, "three", 4, 8, err, sizeof(err));
 	struct sim_guest *g4 = sim_guest_connect(dir, 4, "four", 4, 8, err, sizeof(err));
 	if (!g3 || !g4)
@@ -250,9 +243,5 @@ int main(void)
 	xs_close(h3);
 	xs_close(h4);
 	sim_guest_disconnect(g4);
-	sim_stop(sim);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)!system(cmd);
-	return done_testing();
+	return simtest_end(sim, dir);
 }

@@ -21,6 +21,7 @@
 #include "blkback/sim/sim.h"
 #include "util/log.h"
 #include "util/tap.h"
+#include "simtest.h"
 
 static char dir[64];
 
@@ -55,15 +56,7 @@ static int reg(int sock, uint32_t domid, uint64_t pages, uint32_t grants, int fd
 int main(void)
 {
 	char err[256];
-	snprintf(dir, sizeof(dir), "/tmp/vbdfs-211.XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	signal(SIGPIPE, SIG_IGN);
-	log_init("211", VLOG_ERR, false);
-	plan(19);
-	struct sim *sim = sim_start(dir, err, sizeof(err));
-	if (!sim)
-		bail_out(err);
+	struct sim *sim = simtest_start(dir, sizeof(dir), "211", 19);
 	struct sim_guest *good = sim_guest_connect(dir, 2, "good", 4, 8, err, sizeof(err));
 	if (!good)
 		bail_out(err);
@@ -142,8 +135,5 @@ int main(void)
 	close(g8);
 	close(unsealed);
 	close(nul);
-	sim_stop(sim);
-	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
-	(void)!system(path);
-	return done_testing();
+	return simtest_end(sim, dir);
 }

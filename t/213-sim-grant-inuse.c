@@ -19,6 +19,7 @@
 #include "blkback/sim/sim.h"
 #include "util/log.h"
 #include "util/tap.h"
+#include "simtest.h"
 
 #define DOMID 7
 #define PAGES 8
@@ -33,15 +34,7 @@ static int inuse(struct sim_guest *g, int gref)
 int main(void)
 {
 	char err[256], dir[64];
-	snprintf(dir, sizeof(dir), "/tmp/vbdfs-213.XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	signal(SIGPIPE, SIG_IGN);
-	log_init("213", VLOG_ERR, false);
-	plan(27);
-	struct sim *sim = sim_start(dir, err, sizeof(err));
-	if (!sim)
-		bail_out(err);
+	struct sim *sim = simtest_start(dir, sizeof(dir), "213", 27);
 	struct sim_guest *g = sim_guest_connect(dir, DOMID, "inuse", PAGES, GRANTS, err, sizeof(err));
 	if (!g)
 		bail_out(err);
@@ -123,9 +116,5 @@ int main(void)
 
 	hv_close(hv);
 	sim_guest_disconnect(g);
-	sim_stop(sim);
-	char cmdline[128];
-	snprintf(cmdline, sizeof(cmdline), "rm -rf '%s'", dir);
-	(void)!system(cmdline);
-	return done_testing();
+	return simtest_end(sim, dir);
 }

@@ -25,6 +25,7 @@
 #include "blkback/sim/sim.h"
 #include "util/log.h"
 #include "util/tap.h"
+#include "simtest.h"
 
 #define PAGES 8
 #define GRANTS 16
@@ -64,15 +65,7 @@ int main(void)
 	struct racer rc[2];
 	pthread_t t[2];
 
-	snprintf(dir, sizeof(dir), "/tmp/vbdfs-214.XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	signal(SIGPIPE, SIG_IGN);
-	log_init("214", VLOG_ERR, false);
-	plan(7);
-	struct sim *sim = sim_start(dir, err, sizeof(err));
-	if (!sim)
-		bail_out(err);
+	struct sim *sim = simtest_start(dir, sizeof(dir), "214", 7);
 	struct hv *hv = hv_open_sim(dir, err, sizeof(err));
 	if (!hv)
 		bail_out(err);
@@ -109,9 +102,5 @@ int main(void)
 	hv_close(hv);
 	for (int i = 0; i < 2; i++)
 		sim_guest_disconnect(rc[i].g);
-	sim_stop(sim);
-	char cmdline[128];
-	snprintf(cmdline, sizeof(cmdline), "rm -rf '%s'", dir);
-	(void)!system(cmdline);
-	return done_testing();
+	return simtest_end(sim, dir);
 }
