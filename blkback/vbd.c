@@ -182,6 +182,15 @@ struct vbd *vbd_find(const char *name)
 	return found;
 }
 
+/* Whether a device in the registry serves img.  Caller holds reg_lock. */
+static bool served(const struct img *img)
+{
+	for (struct vbd *v = reg_head; v; v = v->next)
+		if (v->img == img)
+			return true;
+	return false;
+}
+
 struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly)
 {
 	struct img *img = NULL;
@@ -197,6 +206,8 @@ struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly)
 			continue; /* opened read-only: cannot serve a writer */
 		if (fmt && strcmp(fmt, img_format(v->img)) != 0)
 			continue;
+		if (served(v->img))
+			continue; /* already adopted by an attached disk: one at a time */
 		img = img_ref(v->img);
 	}
 	pthread_mutex_unlock(&reg_lock);

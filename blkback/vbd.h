@@ -69,7 +69,8 @@ void vbd_unregister(struct vbd *v);
  * (img_close() drops it), or NULL if no retired device holds path open in
  * a way that can serve this attach (a writer needs an image opened
  * writable; fmt, if given, must match).  Only detached devices are
- * considered: two attached devices never share a writable image.
+ * considered, and only an image no attached device serves: two attached
+ * devices never share an image this way.
  */
 struct img *vbd_adopt_image(const char *path, const char *fmt, bool readonly);
 

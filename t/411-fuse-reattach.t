@@ -5,12 +5,13 @@
 # the new domain shares that open image instead of failing on its own lock:
 # the new guest's verified I/O passes, the held file shows what it wrote,
 # and once everyone let go the image checks clean.  An image the detached
-# disk had only read-only still cannot be attached writable meanwhile.
+# disk had only read-only still cannot be attached writable meanwhile, nor
+# can a third domain share the image while the new one serves it.
 # vbdctl detach warns when a held file keeps the image in use.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-fuse.sh"
 need_cmd xenstore-read xenstore-utils
-plan 14
+plan 16
 mkdir -p "$M"
 vbdfs_sim "$M" || bail_out "vbdfs did not start: $(cat "$T/vbdfs.log")"
 at_exit "grep -q ' $M fuse' /proc/mounts && fusermount3 -uz '$M'"
@@ -25,11 +26,18 @@ ok "its domain gone, its directory goes" wait_for 10 test ! -e "$M/5-51712"
 cat <&3 >"$T/before.raw"
 
 # the same disk for the "rebooted" guest, a new domain
-sim_guest G2 6 xvda "$T/a.qcow2" qcow2 --verify --rw write --ios 2000 --seed 2
+sim_guest G2 6 xvda "$T/a.qcow2" qcow2 --verify --rw write --duration 3s --seed 2
 is "$?" 0 "the image attaches again while the old disk file is held open" ||
     diag_file "$T/G2.attach" "$T/vbdfs.log"
 like "$(cat "$T/vbdfs.log")" "6/51712: $T/a.qcow2 is still open for a reader of a detached disk's /vbd files; sharing that open image" \
     "the log says the open image is shared"
+# while that guest runs, a third domain may not share the image too
+sim_guest G2b 10 xvda "$T/a.qcow2" qcow2 --rw mix --ios 10
+isnt_ok=$?
+is "$((isnt_ok != 0))" 1 "a second writable attach meanwhile fails"
+like "$(xenstore-read /local/domain/0/backend/vbdfs/10/51712/error 2>&1)" "$HERE" \
+    "on the lock of the image vbdfs holds"
+kill -9 $G2b 2>/dev/null
 ok "the new guest's verified I/O" wait $G2
 like "$(cat "$T/G2.out")" "mismatches=0" "without a mismatch"
 ok "its directory goes too" wait_for 10 test ! -e "$M/6-51712"
