@@ -26,8 +26,8 @@
 #include <xenstore.h>
 
 #include "blkback/vdev.h"
-#include "formats/image.h"
 #include "blkback/xenbus.h"
+#include "formats/image.h"
 #include "util/version.h"
 
 enum { EX_OK = 0, EX_FAIL = 1, EX_USAGE = 2, EX_NOTFOUND = 3, EX_BUSY = 4 };
@@ -497,7 +497,6 @@ static int cmd_detach(const struct opts *o, int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------- list */
-
 
 static void json_str(const char *s)
 {
