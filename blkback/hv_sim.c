@@ -388,21 +388,20 @@ static void *sim_map(struct hv *hv, uint16_t domid, const hv_gref_t *refs, unsig
 static int sim_unmap(struct hv *hv, void *addr, unsigned n)
 {
 	struct hv_sim *s = sim_of(hv);
-	int r = 0;
+	struct simmap **p, *m;
+	int r;
 	if (!addr || n == 0 || n > MAX_MAP_PAGES)
 		return -EINVAL;
 	/* munmap under the lock: once the range is free the kernel may hand
 	 * the same address to a concurrent sim_map(), whose record must not
 	 * be taken for ours. */
 	pthread_rwlock_wrlock(&s->lock);
-	for (struct simmap **p = &s->maps; *p; p = &(*p)->next) {
-		struct simmap *m = *p;
-		if (m->addr != addr || m->n != n)
-			continue;
-		if (munmap(addr, (size_t)n * HV_PAGE_SIZE) < 0) {
-			r = -errno;
-			break;
-		}
+	for (p = &s->maps; *p && ((*p)->addr != addr || (*p)->n != n); p = &(*p)->next)
+		;
+	m = *p;
+	r = !m ? -EINVAL /* not a mapping of ours: leave the range alone */
+	       : munmap(addr, (size_t)n * HV_PAGE_SIZE) < 0 ? -errno : 0;
+	if (r == 0) {
 		/* The pages are gone: release their grants, if the domain that
 		 * granted them is still the one cached under its id. */
 		*p = m->next;
@@ -410,11 +409,9 @@ static int sim_unmap(struct hv *hv, void *addr, unsigned n)
 		for (unsigned i = 0; d && i < m->n; i++)
 			release_grant(d, m->refs[i], m->writable);
 		free(m);
-		pthread_rwlock_unlock(&s->lock);
-		return 0;
 	}
 	pthread_rwlock_unlock(&s->lock);
-	return r ? r : -EINVAL; /* not a mapping of ours: leave the range alone */
+	return r;
 }
 
 static struct hv_evtchn *sim_evtchn_bind(struct hv *hv, uint16_t domid, uint32_t remote_port,
