@@ -140,7 +140,6 @@ static void diskh_destroy(struct fh *h)
 void disk_open(fuse_req_t req, struct vbd *v, uint64_t devno, struct fuse_file_info *fi)
 {
 	struct diskh *d = calloc(1, sizeof(*d));
-	struct img_info info;
 
 	if (!d)
 		return (void)fuse_reply_err(req, ENOMEM);
@@ -149,8 +148,7 @@ void disk_open(fuse_req_t req, struct vbd *v, uint64_t devno, struct fuse_file_i
 	d->v = v;
 	d->devno = devno;
 	d->img = vbd_image(v);
-	img_get_info(d->img, &info);
-	d->may_compress = strcmp(info.format, "raw") != 0;
+	d->may_compress = strcmp(img_format(d->img), "raw") != 0;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	d->nslots = fs_conf.readahead_mib ? fs_conf.readahead_mib : 0;
@@ -435,16 +433,15 @@ void disk_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
 	end = (uint64_t)off + size;
 
 	if (d->nslots) {
-		bool ahead;
-
 		pthread_mutex_lock(&d->lock);
-		ahead = note_read(d, (uint64_t)off, size);
-		pthread_mutex_unlock(&d->lock);
-		/* Outside the lock: block status may read image metadata. */
-		ahead = ahead && d->may_compress && has_compressed(d->img, end, RA_CHUNK);
-		pthread_mutex_lock(&d->lock);
-		if (ahead)
-			prefetch(d, end);
+		if (note_read(d, (uint64_t)off, size) && d->may_compress) {
+			/* Outside the lock: block status may read image metadata. */
+			pthread_mutex_unlock(&d->lock);
+			bool ahead = has_compressed(d->img, end, RA_CHUNK);
+			pthread_mutex_lock(&d->lock);
+			if (ahead)
+				prefetch(d, end);
+		}
 		got = from_slots(d, buf, (uint64_t)off, size);
 		pthread_mutex_unlock(&d->lock);
 	}
