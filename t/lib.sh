@@ -107,7 +107,6 @@ done_testing() {
     [ "$_tap_failed" = 0 ]
 }
 
-# need_root, need_fuse, need_cmd: skip the whole test with a reason.
 # vbdfs_sim [vbdfs options...] : start `vbdfs --sim $T/sim -f` in the
 # background (SIM, VPID, log $T/vbdfs.log; XENSTORED_PATH exported for
 # xenstore-* and vbdctl), stopped at exit; waits until it says it is ready
@@ -138,6 +137,7 @@ sim_guest() {
     "$VBDCTL" --sim "$SIM" attach "$g_dom" "$g_vdev" "$g_img" "$@" --wait 5 >"$T/$g_var.attach" 2>&1
 }
 
+# need_root, need_fuse, need_cmd: skip the whole test with a reason.
 need_root() { [ "$(id -u)" = 0 ] || skip_all "needs root ($*)"; }
 need_fuse() {
     [ -c /dev/fuse ] || skip_all "needs /dev/fuse for a real FUSE mount"
