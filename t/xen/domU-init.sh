@@ -168,6 +168,14 @@ fi
 # vbdfs.rebind=xvdX:N:xvdY : N times unbind and bind xvdX's blkfront (the
 # same domain reconnects to the same backend) while xvdY runs an O_DIRECT
 # write/read loop; after each reconnect 1 MiB written to xvdX must read back.
+# rw_1m DEV MIB: write 1 MiB of random data at MiB offset MIB (O_DIRECT);
+# succeeds if it reads back the same
+rw_1m() {
+    dd if=/dev/urandom of=/tmp/rb bs=1M count=1 2>/dev/null
+    dd if=/tmp/rb of=/dev/$1 bs=1M seek=$2 count=1 oflag=direct 2>/dev/null
+    [ "$(sha256sum < /tmp/rb | cut -d' ' -f1)" = \
+      "$(dd if=/dev/$1 bs=1M skip=$2 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)" ]
+}
 RBD=$(arg vbdfs.rebind "")
 if [ -n "$RBD" ]; then
     rd=$(echo "$RBD" | cut -d: -f1); rn=$(echo "$RBD" | cut -d: -f2); ld=$(echo "$RBD" | cut -d: -f3)
@@ -194,20 +202,12 @@ if [ -n "$RBD" ]; then
             i=0; while [ ! -b /dev/$rd ] && [ $i -lt 300 ]; do usleep 100000; i=$((i + 1)); done
             [ -b /dev/$rd ] || { say "REBIND $rd did not come back after bind $c"; res=gone; break; }
             say "REBIND $rd cycle $c: back"
-            dd if=/dev/urandom of=/tmp/rb bs=1M count=1 2>/dev/null
-            dd if=/tmp/rb of=/dev/$rd bs=1M seek=$c count=1 oflag=direct 2>/dev/null
-            a=$(sha256sum < /tmp/rb | cut -d' ' -f1)
-            b=$(dd if=/dev/$rd bs=1M skip=$c count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
-            [ "$a" = "$b" ] && good=$((good + 1))
+            rw_1m "$rd" "$c" && good=$((good + 1))
             c=$((c + 1))
         done
         kill $lp; wait $lp 2>/dev/null
         # the other disk still works
-        dd if=/dev/urandom of=/tmp/rb bs=1M count=1 2>/dev/null
-        dd if=/tmp/rb of=/dev/$ld bs=1M seek=20 count=1 oflag=direct 2>/dev/null
-        a=$(sha256sum < /tmp/rb | cut -d' ' -f1)
-        b=$(dd if=/dev/$ld bs=1M skip=20 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
-        [ "$a" = "$b" ] && lok=ok || lok=FAILED
+        rw_1m "$ld" 20 && lok=ok || lok=FAILED
         say "REBIND $rd node=$node cycles=$c good=$good result=$res other=$lok"
     fi
 fi
